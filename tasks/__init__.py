@@ -1,0 +1,10 @@
+"""LaMP task definitions, data loading and the synthetic generator.
+
+Importing this package registers the built-in tasks in :data:`harness.registries.TASKS`.
+"""
+
+from harness.registries import TASKS
+from tasks.lamp import LAMP_TASKS
+
+for _spec in LAMP_TASKS:
+    TASKS.register(_spec.name, _spec, aliases=(_spec.lamp_name, _spec.lamp_name.replace("_", "-")))
