@@ -41,6 +41,35 @@ class Example:
         return str(self.user_id) if self.user_id is not None else f"q:{self.id}"
 
 
+@dataclass(frozen=True)
+class DataSource:
+    """Where a split came from; recorded in every result so tables never mix sources.
+
+    ``kind`` is e.g. ``"lamp"`` (official-format files), ``"synthetic"``,
+    ``"hf-datasets"`` or ``"realdata:amazon"``; ``checksum`` is a sha256 over the bytes
+    that were read; ``detail`` holds generator seed/sizes, split kind, etc.
+    """
+
+    kind: str
+    location: str
+    checksum: str
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_synthetic(self) -> bool:
+        return self.kind == "synthetic"
+
+
+@dataclass(frozen=True)
+class Split:
+    """A loaded split: its examples in file order, and where they came from."""
+
+    task: str
+    name: str  # "train", "dev" or "test"
+    examples: tuple[Example, ...]
+    source: DataSource
+
+
 def _identity(text: str) -> str:
     return text
 
