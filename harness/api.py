@@ -97,6 +97,8 @@ class TaskSpec:
     max_new_tokens: int = 32
     parse_output: Callable[[str], str] = _identity  # raw generation -> prediction text
     prompt_style: str | None = None  # key of the official RAG prompt renderer
+    # (task, data, split, *, seed) -> Split; data is "synthetic", a directory or a hub id.
+    load_split: Callable[..., Split] | None = None
     source: str = "LaMP (Salemi et al. 2023)"
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -132,9 +134,21 @@ class RunContext:
         return self._llm
 
     def encoder(self):
-        from harness.backbones import load_encoder
+        from harness.encoders import load_encoder
 
         return load_encoder(self.encoder_name, device=self.device)
+
+    @property
+    def max_new_tokens(self) -> int:
+        return self.generation.max_new_tokens or self.task.max_new_tokens
+
+    def generate(self, prompts: Sequence[str], prefix: Any = None) -> list[str]:
+        """Decode prompts with the run's shared settings (beams, lengths, batch size)."""
+        g = self.generation
+        return self.llm().generate(
+            prompts, prefix=prefix, num_beams=g.num_beams, max_new_tokens=self.max_new_tokens,
+            max_input_tokens=g.max_input_tokens, batch_size=g.batch_size,
+        )
 
 
 @dataclass(frozen=True)

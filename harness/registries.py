@@ -10,5 +10,5 @@ from harness.registry import Registry
 METHODS: Registry[Any] = Registry("method", "persona_bench.methods", builtin_modules=("methods",))
 #: Task specs (:class:`harness.api.TaskSpec`).
 TASKS: Registry[Any] = Registry("task", "persona_bench.tasks", builtin_modules=("tasks",))
-#: Model presets (:class:`harness.backbones.ModelPreset`).
-MODELS: Registry[Any] = Registry("model", None, builtin_modules=("harness.backbones",))
+#: Model presets (:class:`harness.models.ModelPreset`).
+MODELS: Registry[Any] = Registry("model", None, builtin_modules=("harness.models",))

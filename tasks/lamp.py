@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from harness.api import TaskSpec
+from tasks.sources import load_lamp_split
 
 LAMP2_TAGS: tuple[str, ...] = (
     "sci-fi", "based on a book", "comedy", "action", "twist ending", "dystopia",
@@ -132,6 +133,7 @@ LAMP_TASKS: tuple[TaskSpec, ...] = (
         item_output_field="title",
         item_template="Generate a title for the following abstract of a paper: {abstract}",
         labels=("[1]", "[2]"), max_new_tokens=8, parse_output=parse_citation, prompt_style="lamp1",
+        load_split=load_lamp_split,
     ),
     TaskSpec(
         name="lamp2", lamp_name="LaMP_2", description="Personalized movie tagging",
@@ -144,6 +146,7 @@ LAMP_TASKS: tuple[TaskSpec, ...] = (
         query=after("description:"), corpus_text=fields("description"),
         item_output_field="tag", item_template=None,
         labels=LAMP2_TAGS, max_new_tokens=8, parse_output=parse_label(LAMP2_TAGS), prompt_style="lamp2",
+        load_split=load_lamp_split,
     ),
     TaskSpec(
         name="lamp3", lamp_name="LaMP_3", description="Personalized product rating",
@@ -155,6 +158,7 @@ LAMP_TASKS: tuple[TaskSpec, ...] = (
         query=after("review:"), corpus_text=fields("text"),
         item_output_field="score", item_template=None,
         labels=("1", "2", "3", "4", "5"), max_new_tokens=4, parse_output=parse_rating, prompt_style="lamp3",
+        load_split=load_lamp_split,
     ),
     TaskSpec(
         name="lamp4", lamp_name="LaMP_4", description="Personalized news headline generation",
@@ -163,6 +167,7 @@ LAMP_TASKS: tuple[TaskSpec, ...] = (
         query=after("article:"), corpus_text=fields("title", "text"),
         item_output_field="title", item_template=None,
         max_new_tokens=32, parse_output=parse_generation, prompt_style="lamp4",
+        load_split=load_lamp_split,
     ),
     TaskSpec(
         name="lamp5", lamp_name="LaMP_5", description="Personalized scholarly title generation",
@@ -171,6 +176,7 @@ LAMP_TASKS: tuple[TaskSpec, ...] = (
         query=after("paper:"), corpus_text=fields("title", "abstract"),
         item_output_field="title", item_template=None,
         max_new_tokens=32, parse_output=parse_generation, prompt_style="lamp5",
+        load_split=load_lamp_split,
     ),
     TaskSpec(
         name="lamp6", lamp_name="LaMP_6", description="Personalized email subject generation (Avocado; loader only)",
@@ -179,6 +185,7 @@ LAMP_TASKS: tuple[TaskSpec, ...] = (
         query=after(":"), corpus_text=fields("text"),
         item_output_field="title", item_template=None,
         max_new_tokens=32, parse_output=parse_generation, prompt_style="lamp6",
+        load_split=load_lamp_split,
         extra={"synthetic": False, "note": "Avocado is licensed (LDC2015T03); bring your own files"},
     ),
     TaskSpec(
@@ -188,5 +195,6 @@ LAMP_TASKS: tuple[TaskSpec, ...] = (
         query=after(":"), corpus_text=fields("text"),
         item_output_field="text", item_template=None,
         max_new_tokens=64, parse_output=parse_generation, prompt_style="lamp7",
+        load_split=load_lamp_split,
     ),
 )

@@ -1,0 +1,207 @@
+"""One abstraction over encoder-decoder (T5) and decoder-only (Llama/SmolLM) LLMs.
+
+Methods talk to a :class:`Backbone`: ``generate`` prompts in length-sorted batches
+(greedy or beam search, KV cache on), ``loss`` for training with the next-token
+objective, and both accept ``prefix`` soft tokens — vectors in the LLM's input-embedding
+space placed before the embedded prompt — which is how PPlug's persona and instruction
+embeddings enter the frozen model. Models are loaded once per process and shared.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from harness.models import ModelPreset, resolve_preset
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """Decoding settings shared by every method of a run (part of the run config)."""
+
+    num_beams: int = 4  # the paper's setting
+    max_new_tokens: int | None = None  # None: the task's default
+    batch_size: int = 16
+    max_input_tokens: int = 512
+
+
+class Backbone:
+    """A frozen LLM with its tokenizer, prompt formatting and soft-prompt support."""
+
+    def __init__(self, preset: ModelPreset, model: Any, tokenizer: Any, device: str = "cpu") -> None:
+        self.preset = preset
+        self.name = preset.name
+        self.model = model.to(device).eval()
+        self.tokenizer = tokenizer
+        self.device = device
+        self.is_seq2seq = bool(getattr(model.config, "is_encoder_decoder", False))
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        self.eos_id = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sep_token_id
+        self._chat = self._chat_parts() if preset.chat else None
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+
+    @property
+    def kind(self) -> str:
+        return "seq2seq" if self.is_seq2seq else "causal"
+
+    @property
+    def hidden_size(self) -> int:
+        return self.model.get_input_embeddings().embedding_dim
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    @functools.cached_property
+    def token_embedding_norm(self) -> float:
+        """Mean L2 norm of the LLM's token embeddings.
+
+        Soft tokens are scaled to this norm so they look like ordinary tokens to the
+        frozen model, whatever its embedding scale (the reference code hard-codes a
+        constant per backbone instead).
+        """
+        weight = self.model.get_input_embeddings().weight
+        return float(weight.detach().float().norm(dim=-1).mean())
+
+    # -- prompt -> token ids --------------------------------------------------------------
+    def _chat_parts(self) -> tuple[list[int], list[int]] | None:
+        if not getattr(self.tokenizer, "chat_template", None):
+            return None
+        marker = "\u2063PROMPT\u2063"
+        text = self.tokenizer.apply_chat_template(
+            [{"role": "user", "content": marker}], add_generation_prompt=True, tokenize=False
+        )
+        before, after = text.split(marker)
+        enc = functools.partial(self.tokenizer.encode, add_special_tokens=False)
+        return enc(before), enc(after)
+
+    def prompt_ids(self, prompt: str, max_input_tokens: int) -> list[int]:
+        """Token ids of a prompt, truncated to ``max_input_tokens`` before any chat wrapper.
+
+        Truncation keeps the start, as LaMP's tokenizer(..., truncation=True) does; the
+        chat template's own tokens are never cut.
+        """
+        if self._chat is not None:
+            body = self.tokenizer.encode(prompt, add_special_tokens=False)[:max_input_tokens]
+            return self._chat[0] + body + self._chat[1]
+        return self.tokenizer.encode(prompt, truncation=True, max_length=max_input_tokens)
+
+    def target_ids(self, target: str, max_tokens: int) -> list[int]:
+        ids = self.tokenizer.encode(target, add_special_tokens=False)[: max_tokens - 1]
+        return ids + [self.eos_id]
+
+    # -- embeddings ------------------------------------------------------------------------
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.model.get_input_embeddings()(ids)
+
+    def _assemble(
+        self, rows: Sequence[list[int]], prefix: torch.Tensor | None, left_pad: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Stack ``[prefix_i ; embed(row_i)]`` with padding; returns embeds and mask."""
+        n_prefix = 0 if prefix is None else prefix.shape[1]
+        width = max(len(r) for r in rows) + n_prefix
+        pad = self.tokenizer.pad_token_id
+        ids = torch.full((len(rows), width - n_prefix), pad, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, row in enumerate(rows):
+            n = len(row) + n_prefix
+            span = slice(width - n, width) if left_pad else slice(0, n)
+            mask[i, span] = 1
+            tok_span = slice(width - len(row) - n_prefix, width - n_prefix) if left_pad else slice(0, len(row))
+            ids[i, tok_span] = torch.tensor(row, dtype=torch.long)
+        embeds = self.embed(ids.to(self.device))
+        if prefix is not None:
+            prefix = prefix.to(embeds.dtype)
+            if left_pad:
+                parts = []
+                for i, row in enumerate(rows):
+                    start = width - len(row) - n_prefix
+                    parts.append(torch.cat([embeds[i, :start], prefix[i], embeds[i, start:]], dim=0))
+                embeds = torch.stack(parts)
+            else:
+                embeds = torch.cat([prefix, embeds], dim=1)
+        return embeds, mask.to(self.device)
+
+    # -- generation ------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(
+        self,
+        prompts: Sequence[str],
+        *,
+        prefix: torch.Tensor | None = None,
+        num_beams: int = 4,
+        max_new_tokens: int = 32,
+        max_input_tokens: int = 512,
+        batch_size: int = 16,
+    ) -> list[str]:
+        """Decode every prompt; batches are grouped by length to minimise padding.
+
+        ``prefix`` is ``[len(prompts), P, hidden]`` soft tokens (or ``None``).
+        """
+        rows = [self.prompt_ids(p, max_input_tokens) for p in prompts]
+        order = sorted(range(len(rows)), key=lambda i: len(rows[i]), reverse=True)
+        out: list[str] = [""] * len(rows)
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            batch_prefix = None if prefix is None else prefix[idx]
+            texts = self._generate_batch([rows[i] for i in idx], batch_prefix, num_beams, max_new_tokens)
+            for i, text in zip(idx, texts):
+                out[i] = text
+        return out
+
+    def _generate_batch(
+        self, rows: list[list[int]], prefix: torch.Tensor | None, num_beams: int, max_new_tokens: int
+    ) -> list[str]:
+        embeds, mask = self._assemble(rows, prefix, left_pad=not self.is_seq2seq)
+        kwargs = dict(
+            inputs_embeds=embeds, attention_mask=mask, num_beams=num_beams, do_sample=False,
+            max_new_tokens=max_new_tokens, use_cache=True, pad_token_id=self.tokenizer.pad_token_id,
+            eos_token_id=self.eos_id,
+        )
+        if num_beams > 1:
+            kwargs["early_stopping"] = True
+        generated = self.model.generate(**kwargs)
+        # With inputs_embeds, decoder-only models return only the new tokens.
+        return self.tokenizer.batch_decode(generated, skip_special_tokens=True)
+
+    # -- training objective ----------------------------------------------------------------
+    def loss(
+        self,
+        prompts: Sequence[str],
+        targets: Sequence[str],
+        *,
+        prefix: torch.Tensor | None = None,
+        max_input_tokens: int = 512,
+        max_target_tokens: int = 64,
+    ) -> torch.Tensor:
+        """Mean next-token cross-entropy of ``targets`` given ``[prefix; prompt]``."""
+        rows = [self.prompt_ids(p, max_input_tokens) for p in prompts]
+        tgts = [self.target_ids(t, max_target_tokens) for t in targets]
+        if self.is_seq2seq:
+            embeds, mask = self._assemble(rows, prefix, left_pad=False)
+            width = max(len(t) for t in tgts)
+            labels = torch.full((len(tgts), width), -100, dtype=torch.long)
+            for i, t in enumerate(tgts):
+                labels[i, : len(t)] = torch.tensor(t)
+            return self.model(inputs_embeds=embeds, attention_mask=mask, labels=labels.to(self.device)).loss
+        full = [r + t for r, t in zip(rows, tgts)]
+        embeds, mask = self._assemble(full, prefix, left_pad=False)
+        n_prefix = 0 if prefix is None else prefix.shape[1]
+        labels = torch.full(mask.shape, -100, dtype=torch.long)
+        for i, (r, t) in enumerate(zip(rows, tgts)):
+            start = n_prefix + len(r)
+            labels[i, start : start + len(t)] = torch.tensor(t)
+        return self.model(inputs_embeds=embeds, attention_mask=mask, labels=labels.to(self.device)).loss
+
+
+@functools.lru_cache(maxsize=4)
+def load_llm(name: str, device: str = "cpu") -> Backbone:
+    """Load an LLM once per process (every method and cell of a sweep shares it)."""
+    preset = resolve_preset(name, "llm")
+    model, tokenizer = preset.build()
+    return Backbone(preset, model, tokenizer, device=device)

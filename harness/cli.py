@@ -1,0 +1,225 @@
+"""The ``bench`` command line (typer). Every command has ``--help``."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from harness.registries import METHODS, MODELS, TASKS
+from harness.registry import RegistryError
+
+app = typer.Typer(help="persona-bench: which way of personalizing an LLM works, at what cost.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+data_app = typer.Typer(help="Get, generate, validate and convert LaMP-format data.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+console = Console()
+err = Console(stderr=True)
+
+DATA_HELP = ("'auto' (env PERSONA_BENCH_DATA, else downloaded files, else synthetic), 'synthetic[:SEED]', "
+             "a folder of official LaMP files, or a Hugging Face datasets folder / hub id.")
+
+
+def _fail(message: str) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(2)
+
+
+def _params(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        if "=" not in item:
+            _fail(f"method parameter {item!r} must look like name=value")
+        key, value = item.split("=", 1)
+        out[key.strip()] = value.strip()
+    return out
+
+
+@app.command("list")
+def list_(what: Annotated[str, typer.Argument(help="methods, tasks or models")] = "methods") -> None:
+    """List registered methods, tasks or model presets (plugins included)."""
+    registries = {"methods": METHODS, "tasks": TASKS, "models": MODELS}
+    if what not in registries:
+        _fail(f"unknown list {what!r}; choose one of {', '.join(registries)}")
+    registry = registries[what]
+    table = Table(title=what)
+    table.add_column("name")
+    table.add_column("description")
+    for name, obj in registry.items():
+        table.add_row(name, getattr(obj, "description", "") or (obj.__doc__ or "").strip().split("\n")[0])
+    console.print(table)
+    for bad in registry.plugin_errors:
+        err.print(f"[yellow]plugin {bad.name!r} ({bad.entry_point}) unusable:[/] {bad.error}", highlight=False)
+
+
+@app.command()
+def run(
+    method: Annotated[str, typer.Option("--method", "-m", help="Method name (see `bench list methods`).")],
+    task: Annotated[str, typer.Option("--task", "-t", help="Task name, e.g. lamp2.")],
+    data: Annotated[str, typer.Option(help=DATA_HELP)] = "auto",
+    split: Annotated[str, typer.Option(help="Split to evaluate (train/dev).")] = "dev",
+    limit: Annotated[Optional[int], typer.Option(help="Evaluate only the first N questions.")] = None,
+    llm: Annotated[str, typer.Option(help="LLM preset, local path or hub id.")] = "smollm2-135m",
+    encoder: Annotated[str, typer.Option(help="Sentence encoder preset, path or hub id.")] = "minilm-l6",
+    seed: Annotated[int, typer.Option(help="Seed for training and any randomness.")] = 0,
+    out: Annotated[Path, typer.Option(help="Results root directory.")] = Path("runs"),
+    param: Annotated[list[str], typer.Option("--param", "-p", help="Method parameter name=value (repeatable).")] = [],  # noqa: B006
+    beams: Annotated[int, typer.Option(help="Beam width (the paper uses 4; 1 is greedy).")] = 4,
+    batch_size: Annotated[int, typer.Option(help="Examples per prediction batch.")] = 16,
+    max_new_tokens: Annotated[Optional[int], typer.Option(help="Override the task's generation length.")] = None,
+    max_input_tokens: Annotated[int, typer.Option(help="Prompt token budget.")] = 512,
+    shard: Annotated[Optional[str], typer.Option(help="i/n: predict only shard i of n (multi-process).")] = None,
+    force: Annotated[bool, typer.Option(help="Recompute even if this config already finished.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Run one cell (task x method x models x seed), or reuse / resume it."""
+    from harness.backbones import GenerationSettings
+    from harness.runner import RunRequest
+    from harness.runner import run as run_cell
+
+    shard_t = None
+    if shard:
+        try:
+            i, n = (int(x) for x in shard.split("/"))
+            assert 0 <= i < n
+        except (ValueError, AssertionError):
+            _fail(f"--shard {shard!r} must be i/n with 0 <= i < n")
+        shard_t = (i, n)
+    request = RunRequest(
+        task=task, method=method, params=_params(param), llm=llm, encoder=encoder, data=data, split=split,
+        limit=limit, seed=seed, out=out, shard=shard_t, force=force, progress=progress,
+        generation=GenerationSettings(num_beams=beams, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                                      max_input_tokens=max_input_tokens),
+    )
+    try:
+        result = run_cell(request)
+    except (RegistryError, ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    if not result.metrics:
+        console.print(f"shard done: {result.path} (metrics are written when every shard has finished)")
+        return
+    state = "reused finished run" if result.reused else "finished"
+    console.print(f"[green]{state}[/]: {result.path}")
+    console.print_json(json.dumps(result.metrics["metrics"]))
+
+
+@app.command()
+def score(
+    task: Annotated[str, typer.Option(help="Task name, e.g. lamp2.")],
+    predictions: Annotated[Path, typer.Option(help="LaMP-format predictions JSON.")],
+    golds: Annotated[Path, typer.Option(help="LaMP-format outputs (golds) JSON.")],
+    out: Annotated[Optional[Path], typer.Option(help="Write the metrics JSON here too.")] = None,
+) -> None:
+    """Score a LaMP-format predictions file against golds with the official rules."""
+    from harness.metrics import score_files
+    from harness.store import atomic_write_json
+
+    try:
+        metrics = score_files(TASKS.get(task), predictions, golds)
+    except (RegistryError, ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    console.print_json(json.dumps(metrics))
+    if out:
+        atomic_write_json(out, metrics)
+
+
+@app.command()
+def table(
+    runs: Annotated[Path, typer.Option(help="Results root to read runs from.")] = Path("runs"),
+    fmt: Annotated[str, typer.Option("--format", help="md, latex or csv.")] = "md",
+    which: Annotated[str, typer.Option("--table", help="1, ablation, 2, 3 or cost.")] = "1",
+    paper: Annotated[bool, typer.Option(help="Add the paper's published figures as a separate block.")] = False,
+    out: Annotated[Optional[Path], typer.Option(help="Also write the table (and figures) here.")] = None,
+) -> None:
+    """Tabulate finished runs in the paper's layout."""
+    from harness.tables import render_table
+
+    try:
+        text = render_table(runs, which=which, fmt=fmt, paper=paper, out=out)
+    except ValueError as exc:
+        _fail(str(exc))
+    console.print(text, highlight=False, markup=False, soft_wrap=True)
+
+
+# -- data --------------------------------------------------------------------------------------
+@data_app.command("synth")
+def data_synth(
+    task: Annotated[str, typer.Option(help="Task name or 'all'.")],
+    out: Annotated[Path, typer.Option(help="Output directory (one sub-folder per task for 'all').")],
+    seed: Annotated[int, typer.Option(help="Generator seed.")] = 0,
+    train: Annotated[Optional[int], typer.Option(help="Train questions.")] = None,
+    dev: Annotated[Optional[int], typer.Option(help="Dev questions.")] = None,
+    test: Annotated[Optional[int], typer.Option(help="Test questions.")] = None,
+    min_profile: Annotated[int, typer.Option(help="Smallest profile.")] = 20,
+    max_profile: Annotated[int, typer.Option(help="Largest profile.")] = 80,
+    user_based: Annotated[bool, typer.Option(help="User-based split (no user_id) instead of time-based.")] = False,
+) -> None:
+    """Generate synthetic LaMP-format data with a planted per-user signal."""
+    from tasks import synthetic
+
+    names = [n for n in TASKS.names() if TASKS.get(n).extra.get("synthetic", True)] if task == "all" else [task]
+    sizes = {k: v for k, v in {"train": train, "dev": dev, "test": test}.items() if v is not None}
+    for name in names:
+        spec = TASKS.get(name)
+        target = out / name if task == "all" else out
+        synthetic.generate(spec, target, seed=seed, n_users={**synthetic.DEFAULT_SIZES, **sizes},
+                           profile_size=(min_profile, max_profile), time_based=not user_based)
+        console.print(f"{name}: wrote {target}  [dim]signal: {synthetic.SIGNAL_DOC.get(name, '')}[/]")
+
+
+@data_app.command("validate")
+def data_validate(
+    task: Annotated[str, typer.Option(help="Task name, e.g. lamp2.")],
+    path: Annotated[Path, typer.Argument(help="Folder of LaMP-format files.")],
+) -> None:
+    """Check LaMP-format files and name every problem (file, record, field)."""
+    from tasks.loader import validate_dir
+
+    problems = validate_dir(TASKS.get(task), path)
+    if problems:
+        for p in problems:
+            err.print(f"[red]-[/] {p}", highlight=False)
+        raise typer.Exit(1)
+    console.print(f"[green]ok[/]: {path} is valid {task} data")
+
+
+@data_app.command("download")
+def data_download(
+    task: Annotated[str, typer.Option(help="Task name, e.g. lamp2.")],
+    dest: Annotated[Optional[Path], typer.Option(help="Where to put the files (default: the cache).")] = None,
+    split_kind: Annotated[str, typer.Option(help="time or user.")] = "time",
+) -> None:
+    """Fetch the official LaMP files with checksums, resume and a progress bar."""
+    from tasks.download import download
+    from tasks.sources import default_download_dir
+
+    try:
+        paths = download(TASKS.get(task), dest or default_download_dir(), split_kind=split_kind)
+    except (OSError, ValueError) as exc:
+        _fail(str(exc))
+    for p in paths:
+        console.print(f"downloaded {p}")
+
+
+@data_app.command("export-hf")
+def data_export_hf(
+    task: Annotated[str, typer.Option(help="Task name, e.g. lamp2.")],
+    data: Annotated[str, typer.Option(help=DATA_HELP)],
+    out: Annotated[Path, typer.Option(help="Output Hugging Face datasets folder.")],
+) -> None:
+    """Export a task's data as a Hugging Face ``datasets`` folder (``load_from_disk``)."""
+    from tasks.hf import export_hf
+    from tasks.sources import resolve_data_dir
+
+    spec = TASKS.get(task)
+    console.print(f"wrote {export_hf(spec, resolve_data_dir(spec, data), out)}")
+
+
+def main() -> None:  # pragma: no cover - console script entry
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    app()
