@@ -1,0 +1,110 @@
+"""Persistent embedding cache: each distinct text is encoded once per encoder, ever.
+
+LaMP profiles repeat heavily (a user's items appear in several questions, train and dev
+overlap, and every dense method re-reads them), so dense retrieval and PPlug's frozen
+history encoder both go through this cache. Vectors are the encoder's raw pooled output
+(unnormalised, as the official Contriever code scores them); callers normalise on read
+when they want cosine. Storage is safetensors shards (never pickle), append-only, so a
+crash loses at most the unflushed tail and two processes never corrupt each other.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from harness.encoders import TextEncoder
+from harness.models import cache_root
+
+
+def text_key(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+class EmbeddingCache:
+    """``embed(texts)`` returns ``[len(texts), dim]`` float32, encoding only the misses.
+
+    ``directory=None`` keeps the cache in memory only (tests, throwaway runs).
+    ``calls`` / ``encoded`` count encoder batches and texts actually encoded.
+    """
+
+    def __init__(self, encoder: TextEncoder, directory: Path | None = None, batch_size: int = 64) -> None:
+        self.encoder = encoder
+        self.directory = directory
+        self.batch_size = batch_size
+        self._index: dict[str, int] = {}
+        self._rows: list[np.ndarray] = []
+        self.calls = 0
+        self.encoded = 0
+        if directory is not None:
+            directory.mkdir(parents=True, exist_ok=True)
+            self._load()
+
+    def _load(self) -> None:
+        assert self.directory is not None
+        for shard in sorted(self.directory.glob("shard-*.safetensors")):
+            with safe_open(str(shard), framework="np") as fh:
+                keys = json.loads(fh.metadata()["keys"])
+                vectors = fh.get_tensor("vectors")
+            for key, vec in zip(keys, vectors):
+                if key not in self._index:
+                    self._index[key] = len(self._rows)
+                    self._rows.append(vec)
+
+    def _persist(self, keys: list[str], vectors: np.ndarray) -> None:
+        if self.directory is None or not keys:
+            return
+        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".shard-", suffix=".tmp")
+        os.close(fd)
+        save_file({"vectors": torch.from_numpy(np.ascontiguousarray(vectors))}, tmp,
+                  metadata={"keys": json.dumps(keys), "encoder": self.encoder.name})
+        digest = hashlib.sha256("".join(keys).encode()).hexdigest()[:16]
+        os.replace(tmp, self.directory / f"shard-{digest}.safetensors")
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def embed(self, texts: Sequence[str], normalize: bool = False) -> np.ndarray:
+        keys = [text_key(t) for t in texts]
+        missing: dict[str, str] = {}
+        for key, text in zip(keys, texts):
+            if key not in self._index and key not in missing:
+                missing[key] = text
+        if missing:
+            new_keys = list(missing)
+            vectors = self.encoder.encode([missing[k] for k in new_keys], batch_size=self.batch_size,
+                                          normalize=False)
+            self.calls += -(-len(new_keys) // self.batch_size)
+            self.encoded += len(new_keys)
+            for key, vec in zip(new_keys, vectors):
+                self._index[key] = len(self._rows)
+                self._rows.append(vec)
+            self._persist(new_keys, vectors)
+        out = np.stack([self._rows[self._index[k]] for k in keys]) if keys else np.zeros((0, self.encoder.dim),
+                                                                                           np.float32)
+        if normalize:
+            out = out / np.clip(np.linalg.norm(out, axis=1, keepdims=True), 1e-12, None)
+        return out.astype(np.float32, copy=False)
+
+
+_CACHES: dict[tuple[str, str], EmbeddingCache] = {}
+
+
+def shared_cache(encoder: TextEncoder, persistent: bool = True) -> EmbeddingCache:
+    """The process-wide cache for an encoder, persisted under the cache root."""
+    key = (encoder.name, encoder.device)
+    if key not in _CACHES:
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{encoder.name}-{encoder.pooling}-{encoder.max_length}")
+        directory = cache_root() / "embeddings" / slug if persistent else None
+        _CACHES[key] = EmbeddingCache(encoder, directory)
+    return _CACHES[key]
