@@ -1,0 +1,136 @@
+"""The runner and results store: reuse, resume after a crash or a kill, shards, locks."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.backbones import GenerationSettings
+from harness.runner import RunRequest, run
+from harness.store import RunConfig, RunDir, RunLocked
+
+GEN = GenerationSettings(num_beams=1, max_new_tokens=6, batch_size=4)
+
+
+def request(out: Path, **kw) -> RunRequest:
+    base = dict(task="lamp2", method="adhoc", params={}, llm="tiny-causal", encoder="tiny-encoder",
+                data="synthetic", limit=12, seed=0, generation=GEN, out=out, progress=False)
+    base.update(kw)
+    return RunRequest(**base)
+
+
+def predictions(path: Path) -> dict[str, str]:
+    return {g["id"]: g["output"] for g in json.loads((path / "predictions.json").read_text())["golds"]}
+
+
+def test_run_writes_config_predictions_metrics_and_reuses(tmp_path):
+    first = run(request(tmp_path))
+    assert not first.reused
+    files = {p.name for p in first.path.iterdir()}
+    assert {"config.json", "predictions.jsonl", "predictions.json", "metrics.json"} <= files
+    config = json.loads((first.path / "config.json").read_text())
+    assert config["config"]["task"] == "lamp2" and config["config"]["seed"] == 0
+    assert config["data_source"]["kind"] == "synthetic" and len(config["data_source"]["checksum"]) == 64
+    assert config["provenance"]["versions"]["torch"]
+    assert "git_commit" in config["provenance"]
+    lamp = json.loads((first.path / "predictions.json").read_text())
+    assert lamp["task"] == "LaMP_2" and len(lamp["golds"]) == 12
+    assert set(first.metrics["metrics"]) == {"accuracy", "f1"}
+    again = run(request(tmp_path))
+    assert again.reused and again.path == first.path and again.metrics == first.metrics
+
+
+def test_config_hash_is_stable_and_sensitive():
+    a = RunConfig("lamp2", "bm25", {"k": 1}, "x", "y", "synthetic", "/a", "c", "dev", None, 0)
+    b = RunConfig("lamp2", "bm25", {"k": 1}, "x", "y", "synthetic", "/elsewhere", "c", "dev", None, 0)
+    c = RunConfig("lamp2", "bm25", {"k": 2}, "x", "y", "synthetic", "/a", "c", "dev", None, 0)
+    assert a.hash == b.hash  # where the data sits does not matter, its checksum does
+    assert a.hash != c.hash
+    assert RunConfig.from_dict(a.to_dict()) == a
+
+
+class Crash(RuntimeError):
+    pass
+
+
+def test_crash_then_resume_equals_uninterrupted(tmp_path):
+    clean = run(request(tmp_path / "clean"))
+
+    def crash_after_first(i: int) -> None:
+        if i == 1:
+            raise Crash()
+
+    with pytest.raises(Crash):
+        run(request(tmp_path / "crashy"), on_batch=crash_after_first)
+    partial = next((tmp_path / "crashy").glob("lamp2/adhoc/*/predictions.jsonl"))
+    lines = partial.read_text().splitlines()
+    assert len(lines) == 8  # two batches of four were flushed before the crash
+    with open(partial, "a") as fh:
+        fh.write('{"id": "torn')  # a torn line from a crash mid-write
+    resumed = run(request(tmp_path / "crashy"))
+    assert predictions(resumed.path) == predictions(clean.path)
+    assert resumed.metrics["metrics"] == clean.metrics["metrics"]
+    assert len(partial.read_text().splitlines()) == 12
+
+
+def test_killed_process_resumes_to_the_same_predictions(tmp_path):
+    """Kill a real `bench run` with SIGKILL mid-way, rerun it, compare with a clean run."""
+    args = ["--method", "adhoc", "--task", "lamp2", "--llm", "tiny-causal", "--data", "synthetic",
+            "--limit", "48", "--beams", "4", "--max-new-tokens", "24", "--batch-size", "2", "--no-progress"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    cmd = [sys.executable, "-c", "from harness.cli import main; main()", "run", *args]
+    proc = subprocess.Popen([*cmd, "--out", str(tmp_path / "killed")], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    jsonl = None
+    while proc.poll() is None:
+        found = list((tmp_path / "killed").glob("lamp2/adhoc/*/predictions.jsonl"))
+        if found and found[0].read_text().count("\n") >= 4:
+            jsonl = found[0]
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    proc.wait()
+    assert jsonl is not None, "the run finished before it could be killed"
+    assert not (jsonl.parent / "metrics.json").exists()
+    subprocess.run([*cmd, "--out", str(tmp_path / "killed")], env=env, check=True, capture_output=True)
+    subprocess.run([*cmd, "--out", str(tmp_path / "clean")], env=env, check=True, capture_output=True)
+    resumed = jsonl.parent
+    clean = next((tmp_path / "clean").glob("lamp2/adhoc/*"))
+    assert resumed.name == clean.name
+    assert predictions(resumed) == predictions(clean)
+    assert json.loads((resumed / "metrics.json").read_text())["metrics"] == \
+        json.loads((clean / "metrics.json").read_text())["metrics"]
+
+
+def test_shards_merge_into_the_single_process_result(tmp_path):
+    single = run(request(tmp_path / "single"))
+    first = run(request(tmp_path / "sharded", shard=(0, 2)))
+    assert first.metrics == {}  # the other shard has not run yet
+    second = run(request(tmp_path / "sharded", shard=(1, 2)))
+    assert second.path.name == single.path.name
+    assert predictions(second.path) == predictions(single.path)
+    assert second.metrics["metrics"] == single.metrics["metrics"]
+
+
+def test_two_writers_never_share_a_run(tmp_path):
+    config = RunConfig("lamp2", "adhoc", {}, "x", "y", "synthetic", "/a", "c", "dev", None, 0)
+    with RunDir(tmp_path, config):
+        with pytest.raises(RunLocked, match="another process"):
+            with RunDir(tmp_path, config):
+                pass
+
+
+def test_unknown_method_and_bad_params_fail_clearly(tmp_path):
+    from harness.registry import RegistryError
+
+    with pytest.raises(RegistryError, match="Did you mean 'adhoc'"):
+        run(request(tmp_path, method="adhok"))
+    with pytest.raises(ValueError, match="unknown parameter 'k'"):
+        run(request(tmp_path, params={"k": "3"}))
