@@ -220,6 +220,97 @@ def data_export_hf(
     console.print(f"wrote {export_hf(spec, resolve_data_dir(spec, data), out)}")
 
 
+@data_app.command("convert")
+def data_convert(
+    tables: Annotated[Optional[list[Path]], typer.Argument(help="CSV or JSONL table(s) with the same columns.")] = None,
+    out: Annotated[Path, typer.Option(help="Folder to write the LaMP-format files into.")] = Path("converted"),
+    recipe: Annotated[Optional[str], typer.Option(help="Convert a real-data recipe instead of TABLES: "
+                                                  "amazon-rating, amazon-summary, movielens-tag or tweets.")] = None,
+    realdata: Annotated[str, typer.Option(help="Realdata folder for --recipe ('auto': $PERSONA_BENCH_REALDATA "
+                                          "or ../shared/realdata).")] = "auto",
+    task: Annotated[Optional[str], typer.Option(help="Take the input template, labels and LaMP name from this "
+                                                "task (e.g. lamp3); its profile fields must be mapped.")] = None,
+    user: Annotated[Optional[str], typer.Option(help="Column with the user id.")] = None,
+    time: Annotated[Optional[str], typer.Option(help="Column with unix seconds or ISO 8601 (default: file order).")] = None,
+    item_id: Annotated[Optional[str], typer.Option("--id", help="Column with unique row ids (default: <user>-<n>).")] = None,
+    output: Annotated[Optional[str], typer.Option(help="Column with the gold output of a question.")] = None,
+    field: Annotated[list[str], typer.Option(help="Profile item field=column (repeatable).")] = [],  # noqa: B006
+    question_field: Annotated[list[str], typer.Option(help="Template-only field=column (repeatable).")] = [],  # noqa: B006
+    input_template: Annotated[Optional[str], typer.Option(help="Question input, e.g. 'review: {text}'.")] = None,
+    lamp_name: Annotated[Optional[str], typer.Option(help="The outputs files' 'task' value.")] = None,
+    fmt: Annotated[Optional[str], typer.Option("--format", help="csv or jsonl (default: by suffix).")] = None,
+    delimiter: Annotated[str, typer.Option(help="CSV delimiter.")] = ",",
+    header: Annotated[bool, typer.Option(help="The CSV's first line names its columns.")] = True,
+    column_names: Annotated[Optional[str], typer.Option("--columns", help="Comma-separated CSV column names.")] = None,
+    split_by: Annotated[Optional[str], typer.Option(help="user or time.")] = None,
+    questions_per_user: Annotated[Optional[int], typer.Option(help="Latest rows per user that become questions.")] = None,
+    min_history: Annotated[Optional[int], typer.Option(help="Earlier rows a question needs.")] = None,
+    max_profile: Annotated[Optional[int], typer.Option(help="Keep only the most recent N profile items.")] = None,
+    dev_fraction: Annotated[Optional[float], typer.Option(help="Share of users in dev (--split-by user).")] = None,
+    test_fraction: Annotated[Optional[float], typer.Option(help="Share of users in test (--split-by user).")] = None,
+    max_train: Annotated[Optional[int], typer.Option(help="Cap on train questions.")] = None,
+    max_dev: Annotated[Optional[int], typer.Option(help="Cap on dev questions.")] = None,
+    max_test: Annotated[Optional[int], typer.Option(help="Cap on test questions.")] = None,
+    dedup: Annotated[Optional[bool], typer.Option(help="Drop a user's repeated rows (keep the earliest).")] = None,
+    dedup_on: Annotated[list[str], typer.Option(help="Fields that define a repeat (repeatable; default all).")] = [],  # noqa: B006
+    skip_incomplete: Annotated[Optional[bool], typer.Option(help="Skip rows with an empty required value.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed for user shuffling and caps.")] = None,
+) -> None:
+    """Convert a per-user table (or a real-data recipe) into LaMP-format files.
+
+    Each user's rows go in time order; a question's profile is what that user did before
+    it. See docs/realdata.md for the rules and a worked example on your own data.
+    """
+    import dataclasses
+
+    from tasks import convert
+
+    overrides = {k: v for k, v in {
+        "split_by": split_by, "questions_per_user": questions_per_user, "min_history": min_history,
+        "max_profile": max_profile, "dev_fraction": dev_fraction, "test_fraction": test_fraction,
+        "dedup": dedup, "dedup_on": tuple(dedup_on) or None, "skip_incomplete": skip_incomplete, "seed": seed,
+    }.items() if v is not None}
+    caps = {k: v for k, v in {"train": max_train, "dev": max_dev, "test": max_test}.items() if v is not None}
+    try:
+        if recipe:
+            from tasks import realdata as recipes
+
+            if tables:
+                _fail("give either TABLES or --recipe, not both")
+            if recipe not in recipes.RECIPES:
+                _fail(f"unknown recipe {recipe!r}; choose one of {', '.join(recipes.RECIPES)}")
+            chosen = recipes.RECIPES[recipe]
+            options = dataclasses.replace(chosen.options, **overrides,
+                                          max_questions={**chosen.options.max_questions, **caps})
+            report = recipes.convert_recipe(chosen, recipes.find_dataset_dir(chosen, realdata), out, options)
+        else:
+            if not tables:
+                _fail("give one or more TABLES to convert, or --recipe NAME")
+            spec = TASKS.get(task) if task else None
+            fields = convert.parse_mapping(field, "--field")
+            if spec is not None and set(spec.item_fields) - set(fields):
+                _fail(f"task {spec.name} needs profile fields {', '.join(spec.item_fields)}; "
+                      f"map each with --field NAME=COLUMN")
+            template = input_template or (spec.input_template if spec else None)
+            if not (user and output and fields and template):
+                _fail("a table needs --user, --output, at least one --field and --input-template (or --task)")
+            labels = spec.labels if spec is not None and spec.kind != "generation" else ()
+            columns = convert.Columns(user=user, output=output, input_template=template, fields=fields,
+                                      time=time, id=item_id,
+                                      question_fields=convert.parse_mapping(question_field, "--question-field"))
+            options = convert.SplitOptions(**{"labels": labels, **overrides, "max_questions": caps})
+            report = convert.convert_table(
+                tables, out, columns=columns, options=options,
+                lamp_name=lamp_name or (spec.lamp_name if spec else "custom"), fmt=fmt, delimiter=delimiter,
+                header=header, column_names=column_names.split(",") if column_names else None)
+    except (convert.ConvertError, RegistryError, FileNotFoundError, TypeError) as exc:
+        _fail(str(exc))
+    for name, count in report.counts.items():
+        console.print(f"{name}: {count['questions']} questions from {count['users']} users")
+    console.print(f"rows: {report.rows}")
+    console.print(f"[green]wrote[/] {report.out_dir}")
+
+
 def main() -> None:  # pragma: no cover - console script entry
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     app()
