@@ -178,8 +178,14 @@ class Backbone:
         prefix: torch.Tensor | None = None,
         max_input_tokens: int = 512,
         max_target_tokens: int = 64,
+        per_example: bool = False,
     ) -> torch.Tensor:
-        """Mean next-token cross-entropy of ``targets`` given ``[prefix; prompt]``."""
+        """Mean next-token cross-entropy of ``targets`` given ``[prefix; prompt]``.
+
+        ``per_example=True`` returns each example's *summed* token loss (shape ``[B]``)
+        instead, so a caller can normalise over its own groups — OPPU trains many users
+        in one batch and needs each user's mean, not the batch mean.
+        """
         rows = [self.prompt_ids(p, max_input_tokens) for p in prompts]
         tgts = [self.target_ids(t, max_target_tokens) for t in targets]
         if self.is_seq2seq:
@@ -188,7 +194,8 @@ class Backbone:
             labels = torch.full((len(tgts), width), -100, dtype=torch.long)
             for i, t in enumerate(tgts):
                 labels[i, : len(t)] = torch.tensor(t)
-            return self.model(inputs_embeds=embeds, attention_mask=mask, labels=labels.to(self.device)).loss
+            out = self.model(inputs_embeds=embeds, attention_mask=mask, labels=labels.to(self.device))
+            return _per_example_loss(out.logits, labels.to(self.device)) if per_example else out.loss
         full = [r + t for r, t in zip(rows, tgts)]
         embeds, mask = self._assemble(full, prefix, left_pad=False)
         n_prefix = 0 if prefix is None else prefix.shape[1]
@@ -196,7 +203,16 @@ class Backbone:
         for i, (r, t) in enumerate(zip(rows, tgts)):
             start = n_prefix + len(r)
             labels[i, start : start + len(t)] = torch.tensor(t)
-        return self.model(inputs_embeds=embeds, attention_mask=mask, labels=labels.to(self.device)).loss
+        out = self.model(inputs_embeds=embeds, attention_mask=mask, labels=labels.to(self.device))
+        if per_example:
+            return _per_example_loss(out.logits[:, :-1], labels[:, 1:].to(self.device))
+        return out.loss
+
+
+def _per_example_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Summed cross-entropy per row over the positions whose label is not -100."""
+    ce = torch.nn.functional.cross_entropy(logits.float().transpose(1, 2), labels, ignore_index=-100, reduction="none")
+    return ce.sum(dim=1)
 
 
 @functools.lru_cache(maxsize=4)

@@ -2,5 +2,7 @@
 
 from harness.registries import METHODS
 from methods.adhoc import AdHoc
+from methods.oppu import OPPU
 
 METHODS.register("adhoc", AdHoc, aliases=("ad-hoc",))
+METHODS.register("oppu", OPPU)
