@@ -161,6 +161,7 @@ def data_synth(
 ) -> None:
     """Generate synthetic LaMP-format data with a planted per-user signal."""
     from tasks import synthetic
+    from tasks.sources import write_synthetic_marker
 
     names = [n for n in TASKS.names() if TASKS.get(n).extra.get("synthetic", True)] if task == "all" else [task]
     sizes = {k: v for k, v in {"train": train, "dev": dev, "test": test}.items() if v is not None}
@@ -169,6 +170,7 @@ def data_synth(
         target = out / name if task == "all" else out
         synthetic.generate(spec, target, seed=seed, n_users={**synthetic.DEFAULT_SIZES, **sizes},
                            profile_size=(min_profile, max_profile), time_based=not user_based)
+        write_synthetic_marker(target, spec, seed)
         console.print(f"{name}: wrote {target}  [dim]signal: {synthetic.SIGNAL_DOC.get(name, '')}[/]")
 
 

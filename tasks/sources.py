@@ -23,6 +23,16 @@ from harness.models import cache_root
 from harness.store import atomic_write_json
 
 
+def write_synthetic_marker(directory: Path, task: TaskSpec, seed: int) -> None:
+    """Mark a folder as generated, so its data is never taken for real LaMP data."""
+    from tasks import synthetic
+
+    atomic_write_json(directory / "synthetic.json", {
+        "generator": "persona-bench tasks.synthetic", "version": synthetic.GENERATOR_VERSION,
+        "seed": seed, "task": task.name, "signal": synthetic.SIGNAL_DOC.get(task.name, ""),
+    })
+
+
 def synthetic_dir(task: TaskSpec, seed: int) -> Path:
     """Generate (once) and return the cached synthetic data directory for a task."""
     from tasks import synthetic
@@ -32,10 +42,7 @@ def synthetic_dir(task: TaskSpec, seed: int) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{task.name}-"))
         synthetic.generate(task, tmp, seed=seed)
-        atomic_write_json(tmp / "synthetic.json", {
-            "generator": "persona-bench tasks.synthetic", "version": synthetic.GENERATOR_VERSION,
-            "seed": seed, "task": task.name, "signal": synthetic.SIGNAL_DOC.get(task.name, ""),
-        })
+        write_synthetic_marker(tmp, task, seed)
         try:
             tmp.rename(target)
         except OSError:  # a concurrent process generated the same files first
