@@ -69,9 +69,10 @@ def official_urls(task: TaskSpec, split_kind: Literal["time", "user"] = "time", 
                   base_url: str = OFFICIAL_BASE_URL) -> dict[str, str]:
     """``{path inside the task folder: URL}`` -- the whole official URL scheme in one place.
 
-    User-based files live at ``LaMP_k/{split}/...`` (LaMP-2's movie-tagging version at
-    ``LaMP_2/new/{split}/...``), time-based ones at ``time/LaMP_k/{split}/...``. Test
-    splits have questions only: LaMP withholds their golds.
+    User-based files live at ``LaMP_k/{split}/...``, time-based ones at
+    ``time/LaMP_k/{split}/...``. LaMP-2's movie-tagging version sits one level down, under
+    ``new/``, in both (the folder without ``new/`` holds the retired news-categorisation
+    task). Test splits have questions only: LaMP withholds their golds.
     """
     if not is_downloadable(task):
         if task.lamp_name == "LaMP_6":
@@ -86,10 +87,9 @@ def official_urls(task: TaskSpec, split_kind: Literal["time", "user"] = "time", 
     if unknown:
         raise ValueError(f"unknown splits {unknown}; LaMP splits are {', '.join(SPLITS)}")
     base = base_url.rstrip("/")
-    if split_kind == "time":
-        root = f"{base}/time/{task.lamp_name}"
-    else:
-        root = f"{base}/{task.lamp_name}" + ("/new" if task.lamp_name == "LaMP_2" else "")
+    root = f"{base}/time/{task.lamp_name}" if split_kind == "time" else f"{base}/{task.lamp_name}"
+    if task.lamp_name == "LaMP_2":
+        root += "/new"
     urls: dict[str, str] = {}
     for split in splits:
         for kind in ("questions", "outputs") if split != "test" else ("questions",):

@@ -78,7 +78,7 @@ def server(tmp_path):
 
 def publish(root: Path, kind: str = "time") -> dict[str, bytes]:
     """Put a small but valid LaMP-2 data set where the official URLs point; return rel -> bytes."""
-    base = root / "time" / "LaMP_2" if kind == "time" else root / "LaMP_2" / "new"
+    base = root / "time" / "LaMP_2" / "new" if kind == "time" else root / "LaMP_2" / "new"
     files = {}
     for split, n in (("train", 30), ("dev", 20), ("test", 5)):
         records = [question(f"{split}{i}", n_items=10, user=f"u{i % 4}") for i in range(n)]
@@ -99,9 +99,9 @@ def sha(data: bytes) -> str:
 def test_official_url_scheme():
     time_urls = official_urls(LAMP2, "time", ("dev", "test"))
     assert time_urls == {
-        "dev/dev_questions.json": "https://ciir.cs.umass.edu/downloads/LaMP/time/LaMP_2/dev/dev_questions.json",
-        "dev/dev_outputs.json": "https://ciir.cs.umass.edu/downloads/LaMP/time/LaMP_2/dev/dev_outputs.json",
-        "test/test_questions.json": "https://ciir.cs.umass.edu/downloads/LaMP/time/LaMP_2/test/test_questions.json",
+        "dev/dev_questions.json": "https://ciir.cs.umass.edu/downloads/LaMP/time/LaMP_2/new/dev/dev_questions.json",
+        "dev/dev_outputs.json": "https://ciir.cs.umass.edu/downloads/LaMP/time/LaMP_2/new/dev/dev_outputs.json",
+        "test/test_questions.json": "https://ciir.cs.umass.edu/downloads/LaMP/time/LaMP_2/new/test/test_questions.json",
     }
     assert official_urls(LAMP2, "user", ("train",))["train/train_outputs.json"] == \
         "https://ciir.cs.umass.edu/downloads/LaMP/LaMP_2/new/train/train_outputs.json"
@@ -131,9 +131,9 @@ def test_full_download_writes_layout_and_manifest_and_loads(server, tmp_path):
         assert (folder / rel).read_bytes() == data
     assert not list(folder.rglob("*.part"))
     manifest = json.loads((folder / MANIFEST).read_text())
-    assert manifest == {rel: {"sha256": sha(data), "size": len(data), "url": f"{server.url}/time/LaMP_2/{rel}"}
+    assert manifest == {rel: {"sha256": sha(data), "size": len(data), "url": f"{server.url}/time/LaMP_2/new/{rel}"}
                         for rel, data in files.items()}
-    assert [r for r, _, _ in server.log] == [f"/time/LaMP_2/{rel}" for rel in files]
+    assert [r for r, _, _ in server.log] == [f"/time/LaMP_2/new/{rel}" for rel in files]
 
     split = load_split(LAMP2, dest, "dev")  # the loader finds what the downloader wrote
     assert len(split.examples) == 20 and split.source.detail["split_kind"] == "time"
@@ -156,7 +156,7 @@ def test_resume_requests_only_the_missing_bytes(server, tmp_path):
 
     download(LAMP2, tmp_path, splits=("dev",), base_url=server.url, progress=False)
 
-    assert ("/time/LaMP_2/dev/dev_questions.json", "bytes=1000-", len(data) - 1000) in server.log
+    assert ("/time/LaMP_2/new/dev/dev_questions.json", "bytes=1000-", len(data) - 1000) in server.log
     assert (tmp_path / "time" / "LaMP_2" / "dev" / "dev_questions.json").read_bytes() == data
     assert not part.exists()
     manifest = json.loads((tmp_path / "time" / "LaMP_2" / MANIFEST).read_text())
@@ -173,7 +173,7 @@ def test_server_ignoring_range_restarts_the_file(server, tmp_path):
 
     download(LAMP2, tmp_path, splits=("dev",), base_url=server.url, progress=False)
 
-    assert ("/time/LaMP_2/dev/dev_questions.json", "bytes=28-", len(data)) in server.log
+    assert ("/time/LaMP_2/new/dev/dev_questions.json", "bytes=28-", len(data)) in server.log
     assert (tmp_path / "time" / "LaMP_2" / "dev" / "dev_questions.json").read_bytes() == data
 
 
@@ -186,7 +186,7 @@ def test_part_longer_than_the_file_starts_over(server, tmp_path):
 
     download(LAMP2, tmp_path, splits=("dev",), base_url=server.url, progress=False)
 
-    path = "/time/LaMP_2/dev/dev_outputs.json"
+    path = "/time/LaMP_2/new/dev/dev_outputs.json"
     assert [entry for entry in server.log if entry[0] == path] == [(path, f"bytes={len(data) + 10}-", 0),
                                                                    (path, None, len(data))]
     assert (tmp_path / "time" / "LaMP_2" / "dev" / "dev_outputs.json").read_bytes() == data
@@ -198,14 +198,14 @@ def test_broken_transfer_keeps_the_part_and_the_next_run_resumes(server, tmp_pat
     server.state.mode = "truncate"
     with pytest.raises(DownloadError, match="run again to resume") as info:
         download(LAMP2, tmp_path, splits=("dev",), base_url=server.url, progress=False)
-    assert "/time/LaMP_2/dev/dev_questions.json" in str(info.value)
+    assert "/time/LaMP_2/new/dev/dev_questions.json" in str(info.value)
     part = tmp_path / "time" / "LaMP_2" / "dev" / "dev_questions.json.part"
     assert part.read_bytes() == data[: len(data) // 2]
     assert not (tmp_path / "time" / "LaMP_2" / "dev" / "dev_questions.json").exists()
 
     server.state.mode = "normal"
     download(LAMP2, tmp_path, splits=("dev",), base_url=server.url, progress=False)
-    assert server.log[-2] == ("/time/LaMP_2/dev/dev_questions.json", f"bytes={len(data) // 2}-",
+    assert server.log[-2] == ("/time/LaMP_2/new/dev/dev_questions.json", f"bytes={len(data) // 2}-",
                               len(data) - len(data) // 2)
     assert (tmp_path / "time" / "LaMP_2" / "dev" / "dev_questions.json").read_bytes() == data
 
@@ -261,7 +261,7 @@ def test_unreachable_server_is_a_clear_error(tmp_path):
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    with pytest.raises(DownloadError, match=rf"cannot reach http://127.0.0.1:{port}/time/LaMP_2/dev/dev_questions"):
+    with pytest.raises(DownloadError, match=rf"cannot reach http://127.0.0.1:{port}/time/LaMP_2/new/dev/dev_questions"):
         download(LAMP2, tmp_path, splits=("dev",), base_url=f"http://127.0.0.1:{port}", progress=False)
 
 
