@@ -194,8 +194,12 @@ class Backbone:
             labels = torch.full((len(tgts), width), -100, dtype=torch.long)
             for i, t in enumerate(tgts):
                 labels[i, : len(t)] = torch.tensor(t)
-            out = self.model(inputs_embeds=embeds, attention_mask=mask, labels=labels.to(self.device))
-            return _per_example_loss(out.logits, labels.to(self.device)) if per_example else out.loss
+            labels = labels.to(self.device)
+            if per_example:  # no labels: HF would compute (and we would discard) the batch loss
+                decoder_ids = self.model.prepare_decoder_input_ids_from_labels(labels=labels)
+                out = self.model(inputs_embeds=embeds, attention_mask=mask, decoder_input_ids=decoder_ids)
+                return _per_example_loss(out.logits, labels)
+            return self.model(inputs_embeds=embeds, attention_mask=mask, labels=labels).loss
         full = [r + t for r, t in zip(rows, tgts)]
         embeds, mask = self._assemble(full, prefix, left_pad=False)
         n_prefix = 0 if prefix is None else prefix.shape[1]
@@ -203,10 +207,10 @@ class Backbone:
         for i, (r, t) in enumerate(zip(rows, tgts)):
             start = n_prefix + len(r)
             labels[i, start : start + len(t)] = torch.tensor(t)
-        out = self.model(inputs_embeds=embeds, attention_mask=mask, labels=labels.to(self.device))
         if per_example:
-            return _per_example_loss(out.logits[:, :-1], labels[:, 1:].to(self.device))
-        return out.loss
+            logits = self.model(inputs_embeds=embeds, attention_mask=mask).logits
+            return _per_example_loss(logits[:, :-1], labels[:, 1:].to(self.device))
+        return self.model(inputs_embeds=embeds, attention_mask=mask, labels=labels.to(self.device)).loss
 
 
 def _per_example_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

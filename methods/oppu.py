@@ -295,7 +295,6 @@ class OPPU(Method):
         self.trained_users: list[str] = []  # users trained by this process, in order
         self.training_pairs: dict[str, list[Pair]] = {}  # what each of them was trained on
         self.user_train_seconds = 0.0
-        self._retriever = None
 
     # paths and settings
     @property
@@ -322,14 +321,7 @@ class OPPU(Method):
         """The task input, with ``k`` retrieved profile items when ``k > 0``."""
         if self.params.k <= 0 or not profile:
             return text
-        from harness.retrieval import get_retriever
-        from tasks.prompts import render_prompt
-
-        if self._retriever is None:
-            self._retriever = get_retriever(self.params.retriever, self.ctx)
-        items = self._retriever.retrieve(self.ctx.task, text, list(profile), self.params.k)
-        return render_prompt(self.ctx.task, text, items, max_tokens=self.params.max_input_tokens,
-                             tokenizer=self.ctx.llm().tokenizer)
+        raise NotImplementedError("oppu k>0 needs harness.retrieval and tasks.prompts (in progress); use k=0")
 
     def pairs_for(self, profile: Sequence[Mapping[str, Any]]) -> list[Pair]:
         """One user's training pairs from its last ``max_profile_items`` items.
