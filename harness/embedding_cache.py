@@ -35,7 +35,8 @@ class EmbeddingCache:
     """``embed(texts)`` returns ``[len(texts), dim]`` float32, encoding only the misses.
 
     ``directory=None`` keeps the cache in memory only (tests, throwaway runs).
-    ``calls`` / ``encoded`` count encoder batches and texts actually encoded.
+    ``calls`` / ``encoded`` count encoder batches and texts actually encoded; ``lookups``
+    counts every text asked for, so ``1 - encoded / lookups`` is the hit rate.
     """
 
     def __init__(self, encoder: TextEncoder, directory: Path | None = None, batch_size: int = 64) -> None:
@@ -46,6 +47,7 @@ class EmbeddingCache:
         self._rows: list[np.ndarray] = []
         self.calls = 0
         self.encoded = 0
+        self.lookups = 0
         if directory is not None:
             directory.mkdir(parents=True, exist_ok=True)
             self._load()
@@ -75,7 +77,13 @@ class EmbeddingCache:
         return len(self._rows)
 
     def embed(self, texts: Sequence[str], normalize: bool = False) -> np.ndarray:
+        """Raw pooled vectors of ``texts`` (L2-normalised on read when ``normalize``).
+
+        Misses are deduplicated and encoded together, so one call with a whole batch's
+        queries and profiles costs one encoder pass over the texts never seen before.
+        """
         keys = [text_key(t) for t in texts]
+        self.lookups += len(keys)
         missing: dict[str, str] = {}
         for key, text in zip(keys, texts):
             if key not in self._index and key not in missing:
@@ -97,14 +105,29 @@ class EmbeddingCache:
         return out.astype(np.float32, copy=False)
 
 
-_CACHES: dict[tuple[str, str], EmbeddingCache] = {}
+_CACHES: dict[tuple[str, str, bool], EmbeddingCache] = {}
+
+
+def encoder_slug(encoder: TextEncoder) -> str:
+    """What makes two encoders' vectors interchangeable: weights, pooling, truncation.
+
+    The same weights pooled differently (a retriever may ask for CLS instead of the
+    preset's mean) must never share cached vectors, so pooling and ``max_length`` are
+    part of the cache's identity, in memory and on disk.
+    """
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{encoder.name}-{encoder.pooling}-{encoder.max_length}")
 
 
 def shared_cache(encoder: TextEncoder, persistent: bool = True) -> EmbeddingCache:
-    """The process-wide cache for an encoder, persisted under the cache root."""
-    key = (encoder.name, encoder.device)
+    """The process-wide cache for an encoder, persisted under the cache root.
+
+    Every method in a process (dense retrieval, PPlug's history encoder) gets the same
+    object, so a profile item is encoded at most once per encoder across queries,
+    methods and — through the shards on disk — runs.
+    """
+    slug = encoder_slug(encoder)
+    key = (slug, encoder.device, persistent)
     if key not in _CACHES:
-        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{encoder.name}-{encoder.pooling}-{encoder.max_length}")
         directory = cache_root() / "embeddings" / slug if persistent else None
         _CACHES[key] = EmbeddingCache(encoder, directory)
     return _CACHES[key]

@@ -1,0 +1,161 @@
+"""Golden tests: the official LaMP prompt rules applied by hand, for every task.
+
+The tokenizer is MiniLM's uncased WordPiece (``tiny_tokenizer()``): it adds [CLS] and
+[SEP] (counted by ``len(tokenizer(x)["input_ids"])``, as LaMP counts) and decoding
+lower-cases, so even untruncated item text comes back lower-cased — exactly what the
+official ``batch_decode(..., skip_special_tokens=True)`` does.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.models import tiny_tokenizer
+from harness.registries import TASKS
+from tasks.prompts import PROMPT_STYLES, n_tokens, render_prompt
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return tiny_tokenizer()
+
+
+INPUTS = {
+    "lamp1": 'For an author who has written the paper with the title "Deep Nets", which reference is related? '
+             'Just answer with [1] or [2] without explanation. [1]: "Graph Kernels" [2]: "Neural Parsing"',
+    "lamp2": "Which tag does this movie relate to among the following tags? Just answer with the tag name without "
+             "further explanation. tags: [sci-fi, comedy] description: A robot falls in love.",
+    "lamp3": "What is the score of the following review on a scale of 1 to 5? just answer with 1, 2, 3, 4, or 5 "
+             "without further explanation. review: Great blender, loud.",
+    "lamp4": "Generate a headline for the following article: Markets rallied on Monday.",
+    "lamp5": "Generate a title for the following abstract of a paper: We study retrieval.",
+    "lamp6": "Generate a subject for the following email: Meeting moved to Friday.",
+    "lamp7": "Paraphrase the following tweet without any explanation before or after it: so tired today",
+}
+ITEMS = {
+    "lamp1": [{"id": "1", "title": "Sparse Graph Kernels", "abstract": "x"},
+              {"id": "2", "title": "Neural Parsing Revisited", "abstract": "y"}],
+    "lamp2": [{"id": "1", "description": "A robot learns to paint.", "tag": "sci-fi"},
+              {"id": "2", "description": "Two friends rob a bank.", "tag": "comedy"}],
+    "lamp3": [{"id": "1", "text": "Loud but strong blender.", "score": "4"},
+              {"id": "2", "text": "Broke in a week.", "score": "1"}],
+    "lamp4": [{"id": "1", "text": "Stocks fell sharply.", "title": "Markets Slide"},
+              {"id": "2", "text": "Rain all weekend.", "title": "Wet Weekend"}],
+    "lamp5": [{"id": "1", "abstract": "We propose a parser.", "title": "Fast Parsing"},
+              {"id": "2", "abstract": "We rank documents.", "title": "Neural Ranking"}],
+    "lamp6": [{"id": "1", "text": "Lunch is at noon.", "title": "Lunch"},
+              {"id": "2", "text": "Report due Monday.", "title": "Report"}],
+    "lamp7": [{"id": "1", "text": "Loving the sun today!"}, {"id": "2", "text": "Coffee first, then code."}],
+}
+# Official rules, written out: item sentence per task, joined by ", and ", then the glue.
+EXPECTED_K2 = {
+    "lamp1": 'For an author who has written the paper with the title, and "sparse graph kernels", and '
+             '"neural parsing revisited" "Deep Nets", which reference is related? Just answer with [1] or [2] '
+             'without explanation. [1]: "Graph Kernels" [2]: "Neural Parsing"',
+    "lamp2": 'the tag for the movie: "a robot learns to paint." is "sci-fi" , and the tag for the movie: '
+             '"two friends rob a bank." is "comedy" . ' + INPUTS["lamp2"],
+    "lamp3": '4 is the score for "loud but strong blender." , and 1 is the score for "broke in a week." . '
+             + INPUTS["lamp3"],
+    "lamp4": '"Markets Slide" is the title for "stocks fell sharply." , and "Wet Weekend" is the title for '
+             '"rain all weekend." . ' + INPUTS["lamp4"],
+    "lamp5": '"Fast Parsing" is a title for "we propose a parser." , and "Neural Ranking" is a title for '
+             '"we rank documents." . Following the given patterns ' + INPUTS["lamp5"],
+    "lamp6": '"Lunch" is the title for "lunch is at noon." , and "Report" is the title for "report due monday." . '
+             + INPUTS["lamp6"],
+    "lamp7": '"loving the sun today!" , and "coffee first, then code."  are written by a person. '
+             'Following the given patterns ' + INPUTS["lamp7"],
+}
+EXPECTED_K1 = {
+    "lamp1": 'For an author who has written the paper with the title, and "sparse graph kernels" "Deep Nets", '
+             'which reference is related? Just answer with [1] or [2] without explanation. [1]: "Graph Kernels" '
+             '[2]: "Neural Parsing"',
+    "lamp2": 'the tag for the movie: "a robot learns to paint." is "sci-fi" . ' + INPUTS["lamp2"],
+    "lamp3": '4 is the score for "loud but strong blender." . ' + INPUTS["lamp3"],
+    "lamp4": '"Markets Slide" is the title for "stocks fell sharply." . ' + INPUTS["lamp4"],
+    "lamp5": '"Fast Parsing" is a title for "we propose a parser." . Following the given patterns '
+             + INPUTS["lamp5"],
+    "lamp6": '"Lunch" is the title for "lunch is at noon." . ' + INPUTS["lamp6"],
+    "lamp7": '"loving the sun today!"  are written by a person. Following the given patterns ' + INPUTS["lamp7"],
+}
+
+
+def test_every_lamp_task_has_an_official_style():
+    assert set(PROMPT_STYLES) == {f"lamp{i}" for i in range(1, 8)}
+    for i in range(1, 8):
+        assert TASKS.get(f"lamp{i}").prompt_style == f"lamp{i}"
+
+
+@pytest.mark.parametrize("name", sorted(INPUTS))
+def test_untruncated_prompts_match_the_official_rules(tok, name):
+    task = TASKS.get(name)
+    assert render_prompt(task, INPUTS[name], ITEMS[name][:1], tok) == EXPECTED_K1[name]
+    assert render_prompt(task, INPUTS[name], ITEMS[name], tok) == EXPECTED_K2[name]
+
+
+@pytest.mark.parametrize("name", sorted(INPUTS))
+def test_k0_returns_the_input_unchanged(tok, name):
+    assert render_prompt(TASKS.get(name), INPUTS[name], [], tok) == INPUTS[name]
+
+
+def test_lamp2_truncation_with_factor_retries(tok):
+    """max_length=60, two items; every step of the official loop by hand."""
+    items = [{"id": "1", "description": "A lonely robot learns to paint portraits of the people who built it.",
+              "tag": "sci-fi"},
+             {"id": "2", "description": "Two friends rob a bank.", "tag": "comedy"}]
+    inp = INPUTS["lamp2"]
+    assert n_tokens(tok, inp) == 41
+    assert n_tokens(tok, 'the tag for the movie: " " is "sci-fi" ') == 16  # item 1 overhead
+    assert n_tokens(tok, 'the tag for the movie: " " is "comedy" ') == 14  # item 2 overhead
+    # share = (60 - min(41, int(f * 60)) - 1 - 2) // 2
+    # f=0.6: budget 24, share 10, item 1 max_length 10-16 < 0      -> tokenizer raises, retry
+    # f=0.5: budget 30, share 13, item 1 max_length -3              -> retry
+    # f=0.4: budget 36, share 16, item 1 max_length 0 (= no truncation: all 16 tokens),
+    #        saved = 16-16-16 = -16, item 2 max_length 16-16-14 < 0 -> retry
+    # f=0.3 (0.30000000000000004 after three subtractions): int(18.0..) = 18, budget 42, share 19,
+    #        item 1 max_length 3 -> [CLS] a [SEP] -> "a"; saved = 19-3-16 = 0;
+    #        item 2 max_length 19-14 = 5 -> [CLS] two friends rob [SEP]
+    expected = ('the tag for the movie: "a" is "sci-fi" , and the tag for the movie: "two friends rob" is "comedy" . '
+                + inp)
+    assert render_prompt(TASKS.get("lamp2"), inp, items, tok, max_length=60) == expected
+
+
+def test_lamp1_truncates_titles_with_a_fixed_two_token_overhead(tok):
+    items = [{"id": "1", "title": "Sparse Graph Kernels for Molecule Property Prediction at Scale", "abstract": "x"},
+             {"id": "2", "title": "Neural Parsing", "abstract": "y"}]
+    inp = INPUTS["lamp1"]
+    assert n_tokens(tok, inp) == 54 and n_tokens(tok, items[0]["title"]) == 12
+    # f=0.6: budget 70 - min(54, 42) = 28; share (28 - 2) // 2 = 13; item 1 max_length 13-2 = 11
+    # -> 9 word pieces, "...prediction at" (drops "scale"); saved 13-11-2 = 0; item 2 max_length 11 fits.
+    expected = ('For an author who has written the paper with the title, and "sparse graph kernels for molecule '
+                'property prediction at", and "neural parsing" "Deep Nets", which reference is related? Just answer '
+                'with [1] or [2] without explanation. [1]: "Graph Kernels" [2]: "Neural Parsing"')
+    assert render_prompt(TASKS.get("lamp1"), inp, items, tok, max_length=70) == expected
+
+
+def test_lamp7_reserves_its_suffix_sentence(tok):
+    items = [{"id": "1", "text": "Loving the sun today! Beach, ice cream and a good book, what else could I want?"}]
+    inp = INPUTS["lamp7"]
+    assert n_tokens(tok, inp) == 21
+    assert n_tokens(tok, "are written by user. Following the given patterns") == 11
+    assert n_tokens(tok, '"" ') == 4
+    # f=0.6: budget 40 - min(21, 24) = 19; share 19 - 1 - 11 = 7; max_length 7 - 4 = 3 -> "loving"
+    expected = '"loving"  are written by a person. Following the given patterns ' + inp
+    assert render_prompt(TASKS.get("lamp7"), inp, items, tok, max_length=40) == expected
+
+
+def test_hopeless_budget_falls_back_to_the_input(tok):
+    items = [{"id": "3", "description": "A boy finds a dragon egg.", "tag": "based on a book"}]
+    assert render_prompt(TASKS.get("lamp2"), INPUTS["lamp2"], items, tok, max_length=10) == INPUTS["lamp2"]
+
+
+def test_missing_item_field_is_an_error_not_a_silent_fallback(tok):
+    with pytest.raises(KeyError, match="tag"):
+        render_prompt(TASKS.get("lamp2"), INPUTS["lamp2"], [{"id": "9", "description": "x"}], tok)
+
+
+def test_task_without_style_is_rejected(tok):
+    import dataclasses
+
+    task = dataclasses.replace(TASKS.get("lamp2"), name="custom", prompt_style=None)
+    with pytest.raises(ValueError, match="no official RAG prompt"):
+        render_prompt(task, "x", ITEMS["lamp2"], tok)
