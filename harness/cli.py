@@ -134,16 +134,86 @@ def table(
     fmt: Annotated[str, typer.Option("--format", help="md, latex or csv.")] = "md",
     which: Annotated[str, typer.Option("--table", help="1, ablation, 2, 3 or cost.")] = "1",
     paper: Annotated[bool, typer.Option(help="Add the paper's published figures as a separate block.")] = False,
-    out: Annotated[Optional[Path], typer.Option(help="Also write the table (and figures) here.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Also write the table and its figures (PNG, PDF) here.")] = None,
+    resamples: Annotated[int, typer.Option(help="Bootstrap resamples for CIs and paired tests (0: none).")] = 1000,
+    stat_seed: Annotated[int, typer.Option(help="Seed of the bootstrap draws.")] = 0,
 ) -> None:
-    """Tabulate finished runs in the paper's layout."""
+    """Tabulate finished runs in the paper's layout, with 95% CIs and paired tests."""
     from harness.tables import render_table
 
     try:
-        text = render_table(runs, which=which, fmt=fmt, paper=paper, out=out)
+        text = render_table(runs, which=which, fmt=fmt, paper=paper, out=out, resamples=resamples, seed=stat_seed)
     except ValueError as exc:
         _fail(str(exc))
     console.print(text, highlight=False, markup=False, soft_wrap=True)
+
+
+@app.command()
+def sweep(
+    config: Annotated[Optional[Path], typer.Argument(help="TOML sweep config (see sweeps/).")] = None,
+    tasks: Annotated[Optional[str], typer.Option(help="Comma-separated tasks (overrides the config).")] = None,
+    methods: Annotated[Optional[str], typer.Option(help="Comma-separated methods (overrides the config).")] = None,
+    llms: Annotated[Optional[str], typer.Option(help="Comma-separated LLMs.")] = None,
+    encoders: Annotated[Optional[str], typer.Option(help="Comma-separated encoders.")] = None,
+    seeds: Annotated[Optional[str], typer.Option(help="Comma-separated seeds, e.g. 0,1,2.")] = None,
+    data: Annotated[Optional[str], typer.Option(help=DATA_HELP)] = None,
+    split: Annotated[Optional[str], typer.Option(help="Split to evaluate.")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="First N questions per task (0: all).")] = None,
+    beams: Annotated[Optional[int], typer.Option(help="Beam width.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Examples per prediction batch.")] = None,
+    max_new_tokens: Annotated[Optional[int], typer.Option(help="Override the tasks' generation length.")] = None,
+    max_input_tokens: Annotated[Optional[int], typer.Option(help="Prompt token budget.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Results root directory.")] = None,
+    device: Annotated[Optional[str], typer.Option(help="cpu or cuda.")] = None,
+    name: Annotated[Optional[str], typer.Option(help="Sweep name (its summary file name).")] = None,
+    skip_unregistered: Annotated[Optional[bool], typer.Option(
+        help="List methods that are not registered as skipped instead of failed.")] = None,
+    dry_run: Annotated[bool, typer.Option(help="Only list the cells.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show the progress view.")] = True,
+) -> None:
+    """Run a grid of cells from a config file and/or flags; finished cells are reused, failures reported."""
+    import dataclasses
+
+    from harness import sweep as sw
+
+    split_list = (lambda v: None if v is None else tuple(x.strip() for x in v.split(",") if x.strip()))
+    overrides = dict(
+        tasks=split_list(tasks), methods=sw.parse_methods([methods]) if methods else None, llms=split_list(llms),
+        encoders=split_list(encoders), seeds=None if seeds is None else tuple(int(s) for s in split_list(seeds)),
+        data=data, split=split, limit=limit or None, out=out, device=device, name=name,
+        skip_unregistered=skip_unregistered, num_beams=beams, batch_size=batch_size, max_new_tokens=max_new_tokens,
+        max_input_tokens=max_input_tokens,
+    )
+    try:
+        if config is not None:
+            spec = sw.with_overrides(sw.load_spec(config), **overrides)
+        else:
+            base = {k: v for k, v in overrides.items() if v is not None and k in {"tasks", "methods"}}
+            spec = sw.with_overrides(sw.spec_from_mapping({**base, "name": name or "sweep"}, where="flags"),
+                                     **overrides)
+    except (sw.SweepConfigError, ValueError) as exc:
+        _fail(str(exc))
+    if limit == 0:  # an explicit 0 lifts a config's limit: the full split
+        spec = dataclasses.replace(spec, limit=None)
+    grid = sw.cells(spec)
+    if dry_run:
+        for cell in grid:
+            console.print(cell.label, highlight=False)
+        console.print(f"{len(grid)} cells -> {spec.out}")
+        return
+    report = sw.run_sweep(spec, console=err, progress=progress)
+    summary = Table(title=f"sweep {spec.name}: {len(grid)} cells")
+    for column in ("cell", "status", "seconds", "metrics / error"):
+        summary.add_column(column)
+    colors = {"ran": "green", "reused": "cyan", "failed": "red", "skipped": "yellow"}
+    for o in report.outcomes:
+        detail = o.error or ", ".join(f"{k}={v:.3f}" for k, v in o.metrics.items())
+        summary.add_row(o.cell.label, f"[{colors[o.status]}]{o.status}[/]", f"{o.seconds:.1f}", detail)
+    console.print(summary)
+    console.print(f"summary: {report.summary_path}  ("
+                  + ", ".join(f"{s}: {report.count(s)}" for s in colors) + ")", highlight=False)
+    if report.failed:
+        raise typer.Exit(1)
 
 
 # -- data --------------------------------------------------------------------------------------
