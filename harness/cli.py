@@ -73,11 +73,15 @@ def run(
     batch_size: Annotated[int, typer.Option(help="Examples per prediction batch.")] = 16,
     max_new_tokens: Annotated[Optional[int], typer.Option(help="Override the task's generation length.")] = None,
     max_input_tokens: Annotated[int, typer.Option(help="Prompt token budget.")] = 512,
-    shard: Annotated[Optional[str], typer.Option(help="i/n: predict only shard i of n (multi-process).")] = None,
+    shard: Annotated[Optional[str], typer.Option(help=(
+        "i/n: predict only shard i of n (multi-process). Under torchrun / accelerate launch it defaults "
+        "to RANK/WORLD_SIZE from the launcher."))] = None,
+    device: Annotated[str, typer.Option(help="cpu, cuda or auto; under a launcher cuda means cuda:LOCAL_RANK.")] = "cpu",
     force: Annotated[bool, typer.Option(help="Recompute even if this config already finished.")] = False,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Run one cell (task x method x models x seed), or reuse / resume it."""
+    from harness import distributed
     from harness.backbones import GenerationSettings
     from harness.runner import RunRequest
     from harness.runner import run as run_cell
@@ -90,9 +94,14 @@ def run(
         except (ValueError, AssertionError):
             _fail(f"--shard {shard!r} must be i/n with 0 <= i < n")
         shard_t = (i, n)
+    try:
+        shard_t = shard_t or distributed.env_shard()  # torchrun / accelerate launch
+    except ValueError as exc:
+        _fail(str(exc))
     request = RunRequest(
         task=task, method=method, params=_params(param), llm=llm, encoder=encoder, data=data, split=split,
         limit=limit, seed=seed, out=out, shard=shard_t, force=force, progress=progress,
+        device=distributed.device_for_rank(device),
         generation=GenerationSettings(num_beams=beams, max_new_tokens=max_new_tokens, batch_size=batch_size,
                                       max_input_tokens=max_input_tokens),
     )
@@ -101,7 +110,8 @@ def run(
     except (RegistryError, ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
     if not result.metrics:
-        console.print(f"shard done: {result.path} (metrics are written when every shard has finished)")
+        where = f" {shard_t[0]}/{shard_t[1]}" if shard_t else ""
+        console.print(f"shard{where} done: {result.path} (metrics are written when every shard has finished)")
         return
     state = "reused finished run" if result.reused else "finished"
     console.print(f"[green]{state}[/]: {result.path}")
@@ -174,6 +184,8 @@ def sweep(
     """Run a grid of cells from a config file and/or flags; finished cells are reused, failures reported."""
     import dataclasses
 
+    from rich.markup import escape
+
     from harness import sweep as sw
 
     split_list = (lambda v: None if v is None else tuple(x.strip() for x in v.split(",") if x.strip()))
@@ -198,7 +210,7 @@ def sweep(
     grid = sw.cells(spec)
     if dry_run:
         for cell in grid:
-            console.print(cell.label, highlight=False)
+            console.print(cell.label, highlight=False, markup=False)
         console.print(f"{len(grid)} cells -> {spec.out}")
         return
     report = sw.run_sweep(spec, console=err, progress=progress)
@@ -208,7 +220,7 @@ def sweep(
     colors = {"ran": "green", "reused": "cyan", "failed": "red", "skipped": "yellow"}
     for o in report.outcomes:
         detail = o.error or ", ".join(f"{k}={v:.3f}" for k, v in o.metrics.items())
-        summary.add_row(o.cell.label, f"[{colors[o.status]}]{o.status}[/]", f"{o.seconds:.1f}", detail)
+        summary.add_row(escape(o.cell.label), f"[{colors[o.status]}]{o.status}[/]", f"{o.seconds:.1f}", escape(detail))
     console.print(summary)
     console.print(f"summary: {report.summary_path}  ("
                   + ", ".join(f"{s}: {report.count(s)}" for s in colors) + ")", highlight=False)

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from harness.backbones import GenerationSettings
@@ -263,7 +264,8 @@ def run_sweep(spec: SweepSpec, *, console: Console | None = None, progress: bool
         console.print("[yellow]NOTICE:[/] this sweep runs on SYNTHETIC LaMP-format data: scores measure the harness "
                       "and planted per-user signals, not real users.", highlight=False)
     if unregistered and spec.skip_unregistered:
-        console.print(f"[yellow]skipping unregistered method(s):[/] {', '.join(unregistered)}", highlight=False)
+        console.print(f"[yellow]skipping unregistered method(s):[/] {escape(', '.join(unregistered))}",
+                      highlight=False)
     report = SweepReport(spec, [], summary_path(spec))
     log_dir = report.summary_path.parent / spec.name
     started = time.time()
@@ -276,7 +278,7 @@ def run_sweep(spec: SweepSpec, *, console: Console | None = None, progress: bool
                     report.outcomes.append(CellOutcome(cell, "skipped", error="method not registered"))
                     bar.advance(overall)
                     continue
-                bar.update(current, description=cell.label, completed=0, visible=True)
+                bar.update(current, description=escape(cell.label), completed=0, visible=True)
                 request = RunRequest(
                     task=cell.task, method=cell.method.name, params=dict(cell.method.params), llm=cell.llm,
                     encoder=cell.encoder, data=spec.data, split=spec.split, limit=spec.limit, seed=cell.seed,
@@ -286,8 +288,8 @@ def run_sweep(spec: SweepSpec, *, console: Console | None = None, progress: bool
                                                  on_batch=lambda _i: bar.advance(current)))
                 outcome = report.outcomes[-1]
                 if outcome.status == "failed":
-                    console.print(f"[red]FAILED[/] {cell.label}: {outcome.error}  (log: {outcome.log})",
-                                  highlight=False)
+                    console.print(f"[red]FAILED[/] {escape(cell.label)}: {escape(outcome.error or '')}  "
+                                  f"(log: {outcome.log})", highlight=False)
                 bar.advance(overall)
                 _write_summary(report, started)
         finally:

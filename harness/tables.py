@@ -3,8 +3,10 @@
 What a reader of a table must be able to trust:
 
 * **One setting per table.** Runs are grouped by everything that changes what a score
-  means: data kind and generator (synthetic vs real), split and split kind, LLM, encoder,
-  example limit and decoding settings. Each group gets its own table whose header says
+  means: data kind and generator (synthetic vs real), split and split kind, LLM, example
+  limit and decoding settings. The encoder is per column: the paper's Contriever baseline
+  runs with its own encoder beside PPlug's bge, so a column whose encoder differs from the
+  table's is labelled with it. Each group gets its own table whose header says
   what it is; a task whose cells in one group come from different data files is refused
   with the run directories named, because no header could describe it honestly.
 * **Ours and the paper's never mix.** ``--paper`` prints the published figures (from
@@ -166,7 +168,6 @@ class Setting:
     split: str
     split_kind: str
     llm: str
-    encoder: str
     limit: str
     decoding: str
 
@@ -174,7 +175,7 @@ class Setting:
         data = f"data: {self.data_kind}" + (f" ({self.data_family})" if self.data_family else "")
         parts = [data, f"split: {self.split}" + (f" ({self.split_kind}-based)" if self.split_kind else "")]
         if models:
-            parts += [f"LLM: {self.llm}", f"encoder: {self.encoder}"]
+            parts.append(f"LLM: {self.llm}")
         parts += [f"examples: {'all' if self.limit == 'None' else 'first ' + self.limit}", f"decoding: {self.decoding}"]
         return "; ".join(parts)
 
@@ -192,7 +193,7 @@ def setting_of(run: Run, *, with_models: bool = True) -> Setting:
     return Setting(
         data_kind=str(run.data.get("kind", "?")), data_family=family, split=run.split,
         split_kind=str(detail.get("split_kind", "")), llm=run.llm if with_models else "*",
-        encoder=run.encoder if with_models else "*", limit=str(run.limit), decoding=decoding,
+        limit=str(run.limit), decoding=decoding,
     )
 
 
@@ -219,11 +220,12 @@ def group_runs(runs: Iterable[Run], *, with_models: bool = True) -> dict[Setting
 # -- cells ---------------------------------------------------------------------------------------
 @dataclass(frozen=True, order=True)
 class Column:
-    """A table column: a method with fixed params, optionally under one LLM x encoder (Table 2)."""
+    """A table column: a method with fixed params and encoder, under one LLM x encoder in Table 2."""
 
     rank: tuple[int, str]
     method: str
     params_key: str
+    encoder: str
     models: tuple[str, str] | None = None
     label: str = field(default="", compare=False)
 
@@ -272,23 +274,35 @@ def columns_for(which: str, runs: Sequence[Run]) -> dict[Column, list[Run]]:
         "3": lambda m: m in RAG_BASELINES or m == "pplug" or is_pplug_rag(m),
         "cost": lambda m: True,
     }[which]
-    by_key: dict[tuple[str, str, tuple[str, str] | None], list[Run]] = defaultdict(list)
+    by_key: dict[tuple[str, str, str, tuple[str, str] | None], list[Run]] = defaultdict(list)
     for run in runs:
         if wanted(run.method):
             models = (run.llm, run.encoder) if which == "2" else None
-            by_key[(run.method, run.params_key, models)].append(run)
+            by_key[(run.method, run.params_key, run.encoder, models)].append(run)
     variants: dict[str, set[str]] = defaultdict(set)
-    for method, params_key, _ in by_key:
+    for method, params_key, _, _ in by_key:
         variants[method].add(params_key)
+    main_encoder = table_encoder(runs)
     out = {}
-    for (method, params_key, models), members in by_key.items():
+    for (method, params_key, encoder, models), members in by_key.items():
         label = method
         if len(variants[method]) > 1:
             label += f" ({_params_label(method, params_key, variants[method])})"
         if models is not None:
             label = f"{models[0]} + {models[1]}: {label}"
-        out[Column(method_rank(method), method, params_key, models, label)] = members
-    return dict(sorted(out.items(), key=lambda kv: (kv[0].models or ("", ""), kv[0].rank, _sortable(kv[0].params_key))))
+        elif encoder != main_encoder:
+            label += f" [{encoder}]"
+        out[Column(method_rank(method), method, params_key, encoder, models, label)] = members
+    return dict(sorted(out.items(), key=lambda kv: (kv[0].models or ("", ""), kv[0].rank,
+                                                    _sortable(kv[0].params_key), kv[0].encoder)))
+
+
+def table_encoder(runs: Sequence[Run]) -> str:
+    """The encoder most runs of a table used; columns with another one name theirs."""
+    counts: dict[str, int] = defaultdict(int)
+    for run in runs:
+        counts[run.encoder] += 1
+    return min(counts, key=lambda e: (-counts[e], e)) if counts else ""
 
 
 def _params_label(method: str, params_key: str, all_keys: set[str]) -> str:
@@ -344,6 +358,16 @@ class Grid:
 
     def rows(self) -> list[tuple[str, str]]:
         return [(t, m) for t in self.tasks for m in self.metrics[t]]
+
+    def describe(self) -> str:
+        """The setting, with the encoder (Table 2 names LLM and encoder per column instead)."""
+        if self.which == "2":
+            return self.setting.describe(models=False)
+        runs = [r for c in self.cells.values() for r in c.runs]
+        main = table_encoder(runs)
+        others = sorted({r.encoder for r in runs} - {main})
+        encoder = f"encoder: {main}" + (f" (columns marked [{'/'.join(others)}] use that one)" if others else "")
+        return f"{self.setting.describe()}; {encoder}"
 
 
 def build_grid(which: str, setting: Setting, runs: Sequence[Run], *, resamples: int = 1000,
@@ -481,7 +505,7 @@ def _markers(cell: Cell, metric: str) -> str:
 
 
 def _header(grid: Grid) -> list[str]:
-    lines = [TITLES[grid.which], grid.setting.describe(models=grid.which != "2")]
+    lines = [TITLES[grid.which], grid.describe()]
     if grid.which != "cost":
         seeds = sorted({s for c in grid.cells.values() for s in c.seeds})
         lines.append(
@@ -591,7 +615,7 @@ def csv_rows(grid: Grid) -> list[dict[str, Any]]:
             ci = cell.ci.get(metric)
             first = cell.runs[0]
             rows.append({
-                "source": "ours", "table": grid.which, "setting": grid.setting.describe(models=grid.which != "2"),
+                "source": "ours", "table": grid.which, "setting": grid.describe(),
                 "task": task, "metric": metric,
                 "direction": ("higher" if higher_is_better(metric) else "lower") if metric in cell.value else "",
                 "column": col.label, "method": col.method, "params": col.params_key, "llm": first.llm,
@@ -730,7 +754,7 @@ def figure_bars(grid: Grid, path_stem: Path) -> list[Path]:
         ax.grid(axis="y", alpha=0.3)
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
-    _legend_and_title(fig, axes, f"{TITLES[grid.which]}\n{grid.setting.describe(models=grid.which != '2')}")
+    _legend_and_title(fig, axes, f"{TITLES[grid.which]}\n{grid.describe()}")
     return _save(fig, path_stem)
 
 
@@ -765,7 +789,7 @@ def figure_quality_vs_cost(grid: Grid, path_stem: Path) -> list[Path]:
             ax.set_title(task, fontsize=9)
             ax.grid(alpha=0.3)
     _legend_and_title(fig, axes, f"Quality vs cost (error bars: 95% CI)\n"
-                                 f"{grid.setting.describe(models=grid.which != '2')}")
+                                 f"{grid.describe()}")
     return _save(fig, path_stem)
 
 

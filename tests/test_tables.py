@@ -277,3 +277,13 @@ def test_errors_are_clear(tmp_path):
         tables.render_table(tmp_path, which="9")
     with pytest.raises(ValueError, match="belong in table"):
         tables.render_table(tmp_path / "lamp2" / "adhoc", which="ablation", resamples=0)
+
+
+def test_a_column_with_its_own_encoder_is_labelled_not_split(tmp_path):
+    make_run(tmp_path, "lamp2", "adhoc", ["x"] * 10, GOLD2)
+    make_run(tmp_path, "lamp2", "pplug", ["comedy"] * 10, GOLD2)
+    make_run(tmp_path, "lamp2", "contriever", ["comedy"] * 5 + ["x"] * 5, GOLD2, encoder="contriever")
+    text = tables.render_table(tmp_path, which="1", resamples=0)
+    assert "separate tables" not in text
+    assert "| adhoc | contriever [contriever] | pplug |" in text
+    assert "encoder: tiny-encoder (columns marked [contriever] use that one)" in text
