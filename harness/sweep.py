@@ -292,6 +292,7 @@ def run_sweep(spec: SweepSpec, *, console: Console | None = None, progress: bool
                                   f"(log: {outcome.log})", highlight=False)
                 bar.advance(overall)
                 _write_summary(report, started)
+            bar.update(current, visible=False)
         finally:
             _write_summary(report, started)
     return report

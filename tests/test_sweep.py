@@ -45,8 +45,11 @@ def test_config_parses_methods_grids_and_rejects_typos(tmp_path):
     assert spec.name == "mini" and spec.limit == 4 and spec.generation == GenerationSettings(**GEN)
     assert [m.label for m in spec.methods] == ["adhoc", "pplug+rag(k=1,retriever=bm25)",
                                                "pplug+rag(k=4,retriever=bm25)"]
-    path.write_text(config_text(tmp_path, '["adhoc"]') + "\nseedz = [1]\n")
+    path.write_text("seedz = [1]\n" + config_text(tmp_path, '["adhoc"]'))
     with pytest.raises(sw.SweepConfigError, match="unknown key.*seedz"):
+        sw.load_spec(path)
+    path.write_text(config_text(tmp_path, '["adhoc"]') + "beamz = 2\n")
+    with pytest.raises(sw.SweepConfigError, match="unknown generation key.*beamz"):
         sw.load_spec(path)
     with pytest.raises(sw.SweepConfigError, match="'methods' must list"):
         sw.spec_from_mapping({"tasks": ["lamp2"], "methods": []})
