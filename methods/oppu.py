@@ -48,11 +48,11 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
@@ -69,6 +69,8 @@ from harness.lora import (
     save_lora,
     target_module_names,
 )
+from harness.retrieval import RetrievalContext, Retriever, get_retriever
+from tasks.prompts import render_prompt
 
 Pair = tuple[str, str]  # (prompt, target)
 Steps = list[list[Pair]]  # one user's minibatches, in training order
@@ -295,6 +297,7 @@ class OPPU(Method):
         self.trained_users: list[str] = []  # users trained by this process, in order
         self.training_pairs: dict[str, list[Pair]] = {}  # what each of them was trained on
         self.user_train_seconds = 0.0
+        self._retriever: Retriever | None = None
 
     # paths and settings
     @property
@@ -318,10 +321,14 @@ class OPPU(Method):
 
     # prompts
     def prompt(self, text: str, profile: Sequence[Mapping[str, Any]]) -> str:
-        """The task input, with ``k`` retrieved profile items when ``k > 0``."""
+        """The task input, with ``k`` retrieved profile items in LaMP's official prompt."""
         if self.params.k <= 0 or not profile:
             return text
-        raise NotImplementedError("oppu k>0 needs harness.retrieval and tasks.prompts (in progress); use k=0")
+        if self._retriever is None:
+            self._retriever = get_retriever(self.params.retriever, RetrievalContext.of_run(self.ctx))
+        (hits,) = self._retriever.retrieve(self.ctx.task, [text], [list(profile)], self.params.k)
+        return render_prompt(self.ctx.task, text, [h.item for h in hits], self.ctx.llm().tokenizer,
+                             max_length=self.params.max_input_tokens)
 
     def pairs_for(self, profile: Sequence[Mapping[str, Any]]) -> list[Pair]:
         """One user's training pairs from its last ``max_profile_items`` items.

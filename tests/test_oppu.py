@@ -205,3 +205,14 @@ def test_mixed_user_batch_matches_each_user_alone_with_peft(tmp_path, llm):
 def test_registered():
     assert METHODS.get("oppu") is OPPU
     assert OPPU.uses_train
+
+
+def test_k1_pairs_retrieve_only_earlier_items_of_the_same_user(tmp_path):
+    method = make(tmp_path, k=1, retriever="bm25")
+    profile = tweets("A", 3, "cat")
+    pairs = method.pairs_for(profile)
+    assert [t for _, t in pairs] == [t for _, t in user_pairs(method.ctx.task, profile)]
+    assert pairs[0] == user_pairs(method.ctx.task, profile[:1])[0]  # nothing before the first item
+    for i, (prompt, _) in enumerate(pairs[1:], start=1):
+        assert any(item["text"] in prompt for item in profile[:i])
+        assert not any(item["text"] in prompt for item in profile[i:])
