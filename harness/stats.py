@@ -5,11 +5,10 @@ hundredths apart may not differ at all. Every cell gets a 95% percentile-bootstr
 interval over examples, and each method is tested against a reference on the *same*
 examples.
 
-Why the metric is recomputed on each resample instead of averaging per-example numbers:
-macro-F1 and RMSE are not means of per-example values, and a CI must describe the metric
-that is reported. Metrics that *are* exact means (accuracy, MAE, ROUGE F) or root mean
-squares (RMSE) take a fast path, but only after checking on the full example set that the
-fast path reproduces the scorer exactly; otherwise they fall back to full recomputation.
+Why the metric is recomputed exactly on each resample instead of averaging per-example
+numbers: macro-F1 and RMSE are not means of per-example values, and a CI must describe
+the metric that is reported. ``harness.metrics`` splits scoring into per-example parts
+and an exact aggregate, so each resample re-aggregates without re-running ROUGE.
 
 Pairing: every cell of a table row is resampled with the same index draws (same seed,
 same example order), so the bootstrap values of two cells are paired and the difference
@@ -23,12 +22,26 @@ from dataclasses import dataclass
 
 import numpy as np
 
-Scorer = Callable[[Sequence[str], Sequence[str]], Mapping[str, float]]
-"""``scorer(preds, golds) -> {metric: value}``: the task's official scoring."""
+TIE_TOLERANCE = 1e-12  # float noise must not turn "as extreme as observed" into "less extreme"
 
-MEAN_METRICS = frozenset({"accuracy", "mae", "rouge-1", "rouge-L", "rouge-2", "rouge-Lsum"})
-ROOT_MEAN_SQUARE_METRICS = frozenset({"rmse"})
-EXACT = 1e-9
+Evaluator = Callable[[Sequence[str], Sequence[str]], Callable[[np.ndarray | None], Mapping[str, float]]]
+"""``evaluate(preds, golds)`` returns ``metrics_on(idx)``: the exact metrics of the examples
+at indices ``idx`` (all when None). Per-example work (label mapping, ROUGE) happens once in
+``evaluate``; ``metrics_on`` only aggregates, so a thousand resamples stay cheap."""
+
+
+def from_scorer(scorer: Callable[[Sequence[str], Sequence[str]], Mapping[str, float]]) -> Evaluator:
+    """An evaluator for a scorer with no per-example form: recompute it on every resample."""
+
+    def evaluate(preds: Sequence[str], golds: Sequence[str]) -> Callable[[np.ndarray | None], Mapping[str, float]]:
+        def metrics_on(idx: np.ndarray | None) -> Mapping[str, float]:
+            if idx is None:
+                return scorer(preds, golds)
+            return scorer([preds[i] for i in idx], [golds[i] for i in idx])
+
+        return metrics_on
+
+    return evaluate
 
 
 def draw_indices(n: int, resamples: int = 1000, seed: int = 0) -> np.ndarray:
@@ -38,7 +51,7 @@ def draw_indices(n: int, resamples: int = 1000, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, n, size=(resamples, n))
 
 
-def bootstrap_values(scorer: Scorer, preds_by_seed: Sequence[Sequence[str]], golds: Sequence[str],
+def bootstrap_values(evaluate: Evaluator, preds_by_seed: Sequence[Sequence[str]], golds: Sequence[str],
                      indices: np.ndarray) -> dict[str, np.ndarray]:
     """Each metric on each resample, averaged over seeds (one vector of length R per metric).
 
@@ -46,38 +59,12 @@ def bootstrap_values(scorer: Scorer, preds_by_seed: Sequence[Sequence[str]], gol
     the example order of ``golds``. Averaging over seeds inside each draw makes the
     interval describe the seed-mean that the table reports.
     """
-    per_seed = [_values_one_seed(scorer, preds, golds, indices) for preds in preds_by_seed]
+    per_seed = []
+    for preds in preds_by_seed:
+        metrics_on = evaluate(preds, golds)
+        rows = [metrics_on(idx) for idx in indices]
+        per_seed.append({m: np.array([row[m] for row in rows], dtype=float) for m in metrics_on(None)})
     return {m: np.mean([values[m] for values in per_seed], axis=0) for m in per_seed[0]}
-
-
-def _values_one_seed(scorer: Scorer, preds: Sequence[str], golds: Sequence[str],
-                     indices: np.ndarray) -> dict[str, np.ndarray]:
-    if len(preds) != len(golds):
-        raise ValueError(f"{len(preds)} predictions for {len(golds)} golds")
-    full = dict(scorer(preds, golds))
-    out: dict[str, np.ndarray] = {}
-    singles = [dict(scorer([p], [g])) for p, g in zip(preds, golds)]
-    slow: list[str] = []
-    for metric, value in full.items():
-        fast = _fast_path(metric, np.array([s[metric] for s in singles], dtype=float), value, indices)
-        if fast is None:
-            slow.append(metric)
-        else:
-            out[metric] = fast
-    if slow:
-        rows = [scorer([preds[i] for i in idx], [golds[i] for i in idx]) for idx in indices]
-        for metric in slow:
-            out[metric] = np.array([row[metric] for row in rows], dtype=float)
-    return out
-
-
-def _fast_path(metric: str, per_example: np.ndarray, full: float, indices: np.ndarray) -> np.ndarray | None:
-    """Resampled values from per-example numbers, or None when that would not be exact."""
-    if metric in MEAN_METRICS and abs(per_example.mean() - full) <= EXACT:
-        return per_example[indices].mean(axis=1)
-    if metric in ROOT_MEAN_SQUARE_METRICS and abs(np.sqrt((per_example**2).mean()) - full) <= EXACT:
-        return np.sqrt((per_example[indices] ** 2).mean(axis=1))
-    return None
 
 
 def percentile_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float] | None:
@@ -114,7 +101,7 @@ def paired_bootstrap(a_values: np.ndarray, b_values: np.ndarray, a_observed: flo
         return None
     observed = a_observed - b_observed
     deltas = a_values - b_values
-    extreme = int(np.sum(np.abs(deltas - observed) >= abs(observed) - EXACT))
+    extreme = int(np.sum(np.abs(deltas - observed) >= abs(observed) - TIE_TOLERANCE))
     p = (extreme + 1) / (deltas.size + 1)
     return PairedTest(advantage=observed if higher_is_better else -observed, p=min(1.0, p))
 

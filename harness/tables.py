@@ -69,12 +69,11 @@ PAPER_TABLE1: dict[tuple[str, str], tuple[float, ...]] = {
 
 
 # -- metric direction ----------------------------------------------------------------------------
-LOWER_IS_BETTER = frozenset({"mae", "rmse"})
-
-
 def higher_is_better(metric: str) -> bool:
-    """Direction of a metric: errors (MAE, RMSE) are lower-better, scores higher-better."""
-    return metric not in LOWER_IS_BETTER
+    """Direction from ``harness.metrics.METRIC_DIRECTION``; a plugin's unknown metric counts as a score."""
+    from harness.metrics import METRIC_DIRECTION
+
+    return METRIC_DIRECTION.get(metric, True)
 
 
 def arrow(metric: str) -> str:
@@ -335,12 +334,18 @@ def metric_names(task: str, runs: Sequence[Run]) -> list[str]:
     return [m for m in declared if m in seen] + [m for m in seen if m not in declared]
 
 
-def _scorer(task: str) -> stats.Scorer:
-    from harness.metrics import score
+def _evaluator(task: str) -> stats.Evaluator:
+    """Official scoring split into per-example parts and an exact aggregate (harness.metrics)."""
+    from harness.metrics import aggregate, per_example_scores
     from harness.registries import TASKS
 
     spec = TASKS.get(task)
-    return lambda preds, golds: score(spec, list(preds), list(golds))
+
+    def evaluate(preds: Sequence[str], golds: Sequence[str]) -> Callable[[np.ndarray | None], Mapping[str, float]]:
+        parts = per_example_scores(spec, list(preds), list(golds))
+        return lambda idx: aggregate(spec, parts, idx)
+
+    return evaluate
 
 
 @dataclass
@@ -410,19 +415,19 @@ def _row_statistics(grid: Grid, task: str, resamples: int, seed: int) -> None:
         grid.notes.append(f"{task}: no CIs or tests (gold outputs unavailable: rerun, or restore the data files)")
         return
     ids = sorted(golds)
-    scorer = _scorer(task)
+    evaluate = _evaluator(task)
     indices = stats.draw_indices(len(ids), resamples, seed)
     gold_list = [golds[i] for i in ids]
     for col, cell in row.items():
         if any(set(p) != set(ids) for p in preds[col]):
             cell.note = "examples differ from the row's; no CI"
             continue
-        cell.boot = stats.bootstrap_values(scorer, [[p[i]["prediction"] for i in ids] for p in preds[col]],
-                                           gold_list, indices)
+        pred_lists = [[p[i]["prediction"] for i in ids] for p in preds[col]]
+        cell.boot = stats.bootstrap_values(evaluate, pred_lists, gold_list, indices)
+        full = [evaluate(pl, gold_list)(None) for pl in pred_lists]
         for metric, values in cell.boot.items():
             cell.ci[metric] = stats.percentile_ci(values)
-            recomputed = float(np.mean([scorer([p[i]["prediction"] for i in ids], gold_list)[metric]
-                                        for p in preds[col]]))
+            recomputed = float(np.mean([f[metric] for f in full]))
             if metric in cell.value and abs(recomputed - cell.value[metric]) > 1e-6:
                 grid.notes.append(f"{task} {col.label} {metric}: metrics.json says {cell.value[metric]:.4f}, "
                                   f"rescoring the predictions gives {recomputed:.4f} (scorer changed since the run?)")

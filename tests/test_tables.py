@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,19 +13,17 @@ import numpy as np
 import pytest
 
 from harness import stats, tables
+from harness.metrics import score
+from harness.registries import TASKS
 
 
-def fake_score(task: str, preds: Sequence[str], golds: Sequence[str]) -> dict[str, float]:
-    """A transparent stand-in for the official scorer: accuracy, or MAE/RMSE on ratings."""
-    if task == "lamp3":
-        err = [abs(float(p) - float(g)) for p, g in zip(preds, golds)]
-        return {"mae": sum(err) / len(err), "rmse": math.sqrt(sum(e * e for e in err) / len(err))}
+def official(task: str, preds: Sequence[str], golds: Sequence[str]) -> dict[str, float]:
+    return score(TASKS.get(task), preds, golds)
+
+
+def simple_accuracy(preds: Sequence[str], golds: Sequence[str]) -> dict[str, float]:
+    """A transparent scorer for checking the bootstrap against a direct computation."""
     return {"accuracy": sum(p == g for p, g in zip(preds, golds)) / len(golds)}
-
-
-@pytest.fixture(autouse=True)
-def scorer(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(tables, "_scorer", lambda task: lambda p, g: fake_score(task, p, g))
 
 
 def make_run(root: Path, task: str, method: str, preds: Sequence[str], golds: Sequence[str], *, seed: int = 0,
@@ -53,7 +50,7 @@ def make_run(root: Path, task: str, method: str, preds: Sequence[str], golds: Se
             if store_gold:
                 rec["gold"] = g
             fh.write(json.dumps(rec) + "\n")
-    metrics = {"task": task, "method": method, "metrics": fake_score(task, preds, golds), "n_examples": len(golds),
+    metrics = {"task": task, "method": method, "metrics": official(task, preds, golds), "n_examples": len(golds),
                "n_users": 1, "data_source": source,
                "cost": cost or {"fit_seconds": 0.0, "predict_seconds": 0.1, "predict_seconds_per_example": 0.01,
                                 "peak_rss_mb": 100.0}}
@@ -85,11 +82,11 @@ def test_layout_order_arrows_and_missing(tmp_path):
     header, _, *rows = table_lines(text)
     assert [c.strip() for c in header.strip("|").split("|")] == ["task / metric", "adhoc", "bm25", "pplug",
                                                                   "zeta-plugin"]
-    assert rows[0].startswith("| lamp2 acc ↑ |")
-    assert rows[1].startswith("| lamp3 MAE ↓ |") and rows[2].startswith("| lamp3 RMSE ↓ |")
-    lamp3 = [c.strip() for c in rows[1].strip("|").split("|")]
+    assert rows[0].startswith("| lamp2 acc ↑ |") and rows[1].startswith("| lamp2 F1 ↑ |")
+    assert rows[2].startswith("| lamp3 MAE ↓ |") and rows[3].startswith("| lamp3 RMSE ↓ |")
+    lamp3 = [c.strip() for c in rows[2].strip("|").split("|")]
     assert lamp3[2] == tables.MISSING and lamp3[4] == tables.MISSING  # bm25 and the plugin never ran lamp3
-    assert "0.000" not in rows[1]
+    assert "0.000" not in rows[2]
     assert "tiny-causal" in text and "synthetic" in text  # the header says what the table is
 
 
@@ -98,7 +95,7 @@ def test_bold_best_respects_direction(tmp_path):
     rows = table_lines(tables.render_table(tmp_path, which="1", fmt="md", resamples=0))[2:]
     acc = [c.strip() for c in rows[0].strip("|").split("|")]
     assert acc[3] == "**0.900**" and "**" not in acc[1] + acc[2] + acc[4]
-    mae = [c.strip() for c in rows[1].strip("|").split("|")]
+    mae = [c.strip() for c in rows[2].strip("|").split("|")]
     assert mae[3] == "**0.200**" and mae[1] == "2.000"  # lower MAE wins the bold
 
 
@@ -136,7 +133,7 @@ def test_ci_on_known_data_matches_a_direct_bootstrap():
     golds = ["a"] * 20
     preds = ["a"] * 15 + ["b"] * 5  # accuracy 0.75
     indices = stats.draw_indices(20, 1000, seed=0)
-    values = stats.bootstrap_values(lambda p, g: fake_score("lamp2", p, g), [preds], golds, indices)["accuracy"]
+    values = stats.bootstrap_values(stats.from_scorer(simple_accuracy), [preds], golds, indices)["accuracy"]
     correct = np.array([p == g for p, g in zip(preds, golds)], dtype=float)
     direct = correct[indices].mean(axis=1)
     np.testing.assert_allclose(values, direct)
@@ -146,26 +143,20 @@ def test_ci_on_known_data_matches_a_direct_bootstrap():
     assert 0.3 < high - low < 0.45
 
 
-def test_fast_path_equals_recomputation_for_rmse():
-    golds = ["3"] * 12
-    preds = ["1", "2", "3", "4", "5", "3", "3", "2", "4", "5", "1", "3"]
-    indices = stats.draw_indices(12, 50, seed=1)
-    fast = stats.bootstrap_values(lambda p, g: fake_score("lamp3", p, g), [preds], golds, indices)
-    slow = [fake_score("lamp3", [preds[i] for i in idx], [golds[i] for i in idx]) for idx in indices]
-    np.testing.assert_allclose(fast["rmse"], [s["rmse"] for s in slow])
-    np.testing.assert_allclose(fast["mae"], [s["mae"] for s in slow])
-
-
-def test_non_decomposable_metric_is_recomputed_per_resample():
-    calls = []
-
-    def max_scorer(p, g):  # not a mean of per-example values: must take the slow path
-        calls.append(len(p))
-        return {"accuracy": float(max(x == y for x, y in zip(p, g)))}
-
-    indices = stats.draw_indices(6, 30, seed=0)
-    values = stats.bootstrap_values(max_scorer, [["a", "b", "b", "b", "b", "b"]], ["a"] * 6, indices)
-    assert calls.count(6) == 1 + 30 and values["accuracy"].shape == (30,)
+@pytest.mark.parametrize("task,preds,golds", [
+    ("lamp3", ["1", "2", "3", "4", "5", "3", "3", "2", "4", "5", "1", "oops"], ["3"] * 6 + ["4"] * 6),
+    ("lamp2", ["comedy", "action", "drama", "comedy", "sci-fi", "action"], ["comedy", "comedy", "action",
+                                                                            "comedy", "sci-fi", "sci-fi"]),
+    ("lamp7", ["a b c", "a", "b c d", "x y"], ["a b", "a c", "b d", "x y z"]),
+])
+def test_tables_resampling_equals_rescoring_each_resample(task, preds, golds):
+    """The fast per-example path gives exactly the official score of every resample (macro-F1 and RMSE too)."""
+    indices = stats.draw_indices(len(golds), 50, seed=1)
+    fast = stats.bootstrap_values(tables._evaluator(task), [preds], golds, indices)
+    slow = stats.bootstrap_values(stats.from_scorer(lambda p, g: official(task, p, g)), [preds], golds, indices)
+    assert set(fast) == set(TASKS.get(task).metrics)
+    for metric in fast:
+        np.testing.assert_allclose(fast[metric], slow[metric], rtol=0, atol=1e-12)
 
 
 def test_paired_test_sign_and_significance(tmp_path):
