@@ -355,7 +355,7 @@ REALDATA_TASKS: tuple[TaskSpec, ...] = (
     _spec("amazon-summary", "lamp4", description="Amazon reviewer's own summary line for a review (LaMP-4 style)",
           kind="generation", metrics=("rouge-1", "rouge-L"), item_fields=("text", "title"),
           query=after("review:"), corpus_text=fields("title", "text"), item_output_field="title",
-          item_template=None, max_new_tokens=32, parse_output=parse_generation, prompt_style="lamp4"),
+          item_template=None, max_new_tokens=16, parse_output=parse_generation, prompt_style="lamp4"),  # short lines
     _spec("movielens-tag", "lamp2", description="MovieLens user's tag for a movie, 15 frequent tags (LaMP-2 style)",
           kind="classification", metrics=("accuracy", "f1"), item_fields=("description", "tag"),
           query=after("description:"), corpus_text=fields("description"), item_output_field="tag",
@@ -364,6 +364,6 @@ REALDATA_TASKS: tuple[TaskSpec, ...] = (
     _spec("tweets", "lamp7", description="Complete a human account's tweet in its own style (LaMP-7 style)",
           kind="generation", metrics=("rouge-1", "rouge-L"), item_fields=("text", "start", "rest"),
           query=after(":"), corpus_text=fields("text"), item_output_field="rest", item_template=None,
-          max_new_tokens=48, parse_output=parse_generation, prompt_style="lamp7"),
+          max_new_tokens=32, parse_output=parse_generation, prompt_style="lamp7"),  # the rest: <= ~25 words
 )
 RECIPE_TASKS: dict[str, TaskSpec] = {spec.name: spec for spec in REALDATA_TASKS}
