@@ -159,3 +159,20 @@ def test_task_without_style_is_rejected(tok):
     task = dataclasses.replace(TASKS.get("lamp2"), name="custom", prompt_style=None)
     with pytest.raises(ValueError, match="no official RAG prompt"):
         render_prompt(task, "x", ITEMS["lamp2"], tok)
+
+
+@pytest.mark.integration
+def test_smollm2_tokenizer_adds_no_special_tokens_and_keeps_case():
+    """The decoder-only backbone's BPE counts no [CLS]/[SEP]: same rules, other numbers."""
+    from harness.backbones import load_llm
+
+    tok = load_llm("smollm2-135m").tokenizer
+    items = [{"id": "1", "text": "Loving the sun today! Beach, ice cream and a good book, what else could I want?"}]
+    inp = INPUTS["lamp7"]
+    assert n_tokens(tok, inp) == 17
+    assert n_tokens(tok, "are written by user. Following the given patterns") == 9
+    assert n_tokens(tok, '"" ') == 2
+    # budget 40 - min(17, 24) = 23; share 23 - 1 - 9 = 13; max_length 13 - 2 = 11 BPE tokens
+    expected = ('"Loving the sun today! Beach, ice cream and"  are written by a person. Following the given patterns '
+                + inp)
+    assert render_prompt(TASKS.get("lamp7"), inp, items, tok, max_length=40) == expected
