@@ -398,3 +398,7 @@ def data_convert(
 def main() -> None:  # pragma: no cover - console script entry
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     app()
+
+
+if __name__ == "__main__":  # `python -m harness.cli`, `torchrun -m harness.cli`, `accelerate launch -m harness.cli`
+    main()

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from harness import distributed
 from harness.api import Example, Method, RunContext, Split, TaskSpec, parse_params
 from harness.backbones import GenerationSettings
 from harness.metrics import score
@@ -44,7 +45,7 @@ class RunRequest:
     seed: int = 0
     generation: GenerationSettings = GenerationSettings()
     out: Path = Path("runs")
-    shard: tuple[int, int] | None = None
+    shard: tuple[int, int] | None = None  # None: from the launcher's env (RANK/WORLD_SIZE), else all
     device: str = "cpu"
     progress: bool = True
     force: bool = False
@@ -93,7 +94,7 @@ def resolve(request: RunRequest) -> tuple[TaskSpec, type[Method], Any, Split, Ru
         task=task.name, method=method_name, params=_params_dict(params), llm=request.llm,
         encoder=request.encoder, data_kind=split.source.kind, data_location=split.source.location,
         data_checksum=split.source.checksum, split=request.split, limit=request.limit, seed=request.seed,
-        generation=request.generation, shard=request.shard,
+        generation=request.generation, shard=request.shard if request.shard is not None else distributed.env_shard(),
     )
     return task, method_cls, params, split, config
 
@@ -153,11 +154,29 @@ def run(request: RunRequest, on_batch: Callable[[int], None] | None = None) -> R
 
 
 def _fit(method: Method, task: TaskSpec, request: RunRequest, rundir: RunDir) -> dict[str, Any]:
-    """Fit once; the timing of the first fit is kept so resumed runs report true cost."""
-    fit_path = rundir.artifacts / "fit.json"
+    """Fit once; the timing of the first fit is kept so resumed runs report true cost.
+
+    Under a launcher (several processes, see :mod:`harness.distributed`): a method with
+    ``data_parallel_fit = True`` is fitted by every rank together (it averages gradients
+    and rank 0 saves); any other method is fitted by rank 0 first while the others wait,
+    and then by the others, which find and load rank 0's artifact.
+    """
     if not method.uses_train:
         return {"fit_seconds": 0.0}
     train = load_task_split(task, request.data, "train", request.seed)
+    if not distributed.is_distributed():
+        return _fit_and_record(method, train, rundir)
+    if getattr(method, "data_parallel_fit", False):
+        _fit_and_record(method, train, rundir, write=distributed.is_main())
+        distributed.barrier()  # rank 0's fit.json is on disk for everyone
+        return _read_json(rundir.artifacts / "fit.json")
+    with distributed.main_first():  # rank 0 fits, saves, records; the others then load
+        info = _fit_and_record(method, train, rundir)
+    return info
+
+
+def _fit_and_record(method: Method, train: Split, rundir: RunDir, write: bool = True) -> dict[str, Any]:
+    fit_path = rundir.artifacts / "fit.json"
     rss_before = peak_rss_mb()
     start = time.perf_counter()
     method.fit(list(train.examples))
@@ -165,7 +184,8 @@ def _fit(method: Method, task: TaskSpec, request: RunRequest, rundir: RunDir) ->
         return _read_json(fit_path)
     info = {"fit_seconds": time.perf_counter() - start, "fit_peak_rss_mb": max(peak_rss_mb(), rss_before),
             "train_examples": len(train.examples), "train_checksum": train.source.checksum}
-    atomic_write_json(fit_path, info)
+    if write:
+        atomic_write_json(fit_path, info)
     return info
 
 

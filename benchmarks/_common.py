@@ -1,0 +1,94 @@
+"""Helpers shared by the benchmarks: the machine, its matmul peak, timing, writing results."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on (written into every result file)."""
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    try:
+        mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (ValueError, OSError, AttributeError):
+        mem_gib = None
+    return {
+        "cpu": cpu_name(),
+        "cores": os.cpu_count(),
+        "affinity_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "torch_threads": torch.get_num_threads(),
+        "memory_gib": round(mem_gib, 1) if mem_gib else None,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "gpu": gpu,
+        "device": f"cuda:{gpu}" if gpu else "cpu",
+        # Other processes compete for the same cores; ratios measured back to back in one
+        # run are robust to that, absolute rates and fractions of peak less so.
+        "load_average_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
+    }
+
+
+def machine_line() -> str:
+    m = machine()
+    gpu = m["gpu"] or "no GPU"
+    return (f"Machine: {m['cpu']}, {m['affinity_cores'] or m['cores']} cores, {m['memory_gib']} GiB, {gpu}; "
+            f"torch {m['torch']} with {m['torch_threads']} threads; 1-minute load average when written: "
+            f"{m['load_average_1m']} (other processes shared the cores if it exceeds the core count).")
+
+
+def timed(fn: Callable[[], Any], repeat: int = 1) -> tuple[float, Any]:
+    """Best wall time of ``repeat`` calls (seconds) and the last result."""
+    best, out = float("inf"), None
+    for _ in range(repeat):
+        start = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - start)
+    return best, out
+
+
+def matmul_gflops(n: int = 2048, repeat: int = 5, device: str = "cpu", dtype: torch.dtype = torch.float32) -> float:
+    """This machine's dense matmul throughput (best of ``repeat``): the roofline we compare against.
+
+    Square ``n x n`` float32 GEMM through the same BLAS torch uses for the models, with
+    the same thread count, so "fraction of peak" is a fraction of what this process can
+    actually reach on dense linear algebra.
+    """
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+
+    def mm() -> torch.Tensor:
+        out = torch.mm(a, b)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        return out
+
+    mm()  # warm up
+    seconds, _ = timed(mm, repeat)
+    return 2 * n**3 / seconds / 1e9
+
+
+def write_result(name: str, payload: dict[str, Any], markdown: str) -> None:
+    """``results/<name>.json`` (machine + payload) and ``results/<name>.md`` (the summary)."""
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps({"machine": machine(), **payload}, indent=2) + "\n")
+    (RESULTS / f"{name}.md").write_text(markdown.rstrip() + "\n")
