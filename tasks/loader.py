@@ -39,15 +39,21 @@ Real files vary a little, so ids may be strings or integers and item field value
 strings or numbers (LaMP-3 ``score`` is both); all are normalized to strings in place.
 Extra fields are allowed and kept.
 
-Memory: each file's bytes are read once, hashed and parsed; records become
-:class:`Example` s that share the parsed profile item dicts (no copies), and the raw
-lists are dropped, so a split is held once.
+Memory: each file's bytes are read once and hashed, then dropped; the questions file
+is decoded record by record (:func:`iter_json_list`), each record becoming an
+:class:`Example` before the next is parsed, so the parsed file is never held whole.
+Profile items are shared, not copied: time-based LaMP files repeat a user's history in
+every one of the user's questions, and an item whose id and content equal an item seen
+before in the split is replaced by that first dict, so each distinct item is held once
+(``benchmarks/bench_data_scale.py`` measures bytes per item).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import re
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -96,6 +102,15 @@ class Problems:
         """Count a warning-level oddity; one summary per (file, what) is emitted later."""
         entry = self._notes.setdefault((file, what), [0, where])
         entry[0] += 1
+
+    def snapshot(self) -> tuple[int, int, dict[tuple[str, str], list[Any]]]:
+        return self.count, len(self.messages), {k: list(v) for k, v in self._notes.items()}
+
+    def restore(self, snapshot: tuple[int, int, dict[tuple[str, str], list[Any]]]) -> None:
+        """Forget what was added since :meth:`snapshot`."""
+        self.count, n_messages, notes = snapshot
+        del self.messages[n_messages:]
+        self._notes = {k: list(v) for k, v in notes.items()}
 
     def report(self) -> list[str]:
         more = self.count - len(self.messages)
@@ -292,6 +307,7 @@ def build_examples(records: Iterable[Any], golds: Mapping[str, str] | None, task
     """
     examples: list[Example] = []
     first_index: dict[str, int] = {}  # every readable question id -> its first record
+    shared: dict[str, Mapping[str, Any]] = {}  # item id -> first item dict with that id
     with_user = n_records = 0
     for index, record in enumerate(records):
         n_records = index + 1
@@ -304,7 +320,7 @@ def build_examples(records: Iterable[Any], golds: Mapping[str, str] | None, task
         example = example_from_record(record, index, task, file, problems, golds)
         if example is not None:
             with_user += example.user_id is not None
-            examples.append(example)
+            examples.append(_share_items(example, shared))
     if n_records == 0:
         problems.add(f"{file}: contains no questions")
     if 0 < with_user < len(examples):
@@ -320,6 +336,54 @@ def build_examples(records: Iterable[Any], golds: Mapping[str, str] | None, task
         if orphans:
             problems.add(f"{golds_file}: golds without a question in {file}: {len(orphans)} (ids {_few(orphans)})")
     return tuple(examples)
+
+
+def _share_items(example: Example, shared: dict[str, Mapping[str, Any]]) -> Example:
+    """``example`` with every profile item that equals an earlier one (same id, same
+    content) replaced by that earlier dict, so repeated histories are held once."""
+    profile = list(example.profile)
+    changed = False
+    for j, item in enumerate(profile):
+        first = shared.setdefault(item["id"], item)
+        if first is not item and first == item:
+            profile[j] = first
+            changed = True
+    return dataclasses.replace(example, profile=tuple(profile)) if changed else example
+
+
+_WS = re.compile(r"[ \t\n\r]*")
+
+
+def iter_json_list(text: str) -> Any:
+    """Decode a JSON list one element at a time (a generator over its elements).
+
+    Only the current element is materialised, so a large file's parsed records are never
+    all alive at once. Malformed JSON raises :class:`json.JSONDecodeError` with the line
+    and column in ``text``, as ``json.loads`` would. ``text`` must start (after
+    whitespace) with ``[``.
+    """
+    decoder = json.JSONDecoder()
+    pos = _WS.match(text, 0).end()
+    if text[pos : pos + 1] != "[":
+        raise json.JSONDecodeError("Expecting '['", text, pos)
+    pos = _WS.match(text, pos + 1).end()
+    if text[pos : pos + 1] == "]":
+        pos += 1
+    else:
+        while True:
+            value, pos = decoder.raw_decode(text, pos)
+            yield value
+            pos = _WS.match(text, pos).end()
+            char = text[pos : pos + 1]
+            if char == ",":
+                pos = _WS.match(text, pos + 1).end()
+            elif char == "]":
+                pos += 1
+                break
+            else:
+                raise json.JSONDecodeError("Expecting ',' delimiter", text, pos)
+    if _WS.match(text, pos).end() != len(text):
+        raise json.JSONDecodeError("Extra data", text, pos)
 
 
 # -- files -----------------------------------------------------------------------------------------
@@ -367,15 +431,29 @@ def find_split_files(task: TaskSpec, data_dir: Path, split: str) -> tuple[Path, 
 
 def _read_json(path: Path, hasher: Any, problems: Problems) -> tuple[bool, Any]:
     """Read a file's bytes once, hash them, parse them: ``(ok, value)``."""
+    ok, text = _read_text(path, hasher, problems)
+    if not ok:
+        return False, None
+    try:
+        return True, json.loads(text)
+    except json.JSONDecodeError as exc:
+        _invalid_json(path, exc, problems)
+    return False, None
+
+
+def _read_text(path: Path, hasher: Any, problems: Problems) -> tuple[bool, str]:
+    """A file's text, its bytes hashed (and dropped: only the text stays alive)."""
     raw = path.read_bytes()
     hasher.update(raw)
     try:
-        return True, json.loads(raw)
-    except json.JSONDecodeError as exc:
-        problems.add(f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}")
+        return True, raw.decode("utf-8-sig" if raw.startswith(b"\xef\xbb\xbf") else "utf-8")
     except UnicodeDecodeError as exc:
         problems.add(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})")
-    return False, None
+    return False, ""
+
+
+def _invalid_json(path: Path, exc: json.JSONDecodeError, problems: Problems) -> None:
+    problems.add(f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}")
 
 
 def read_synthetic_marker(folder: Path, data_dir: Path, problems: Problems) -> dict[str, Any] | None:
@@ -407,21 +485,34 @@ def _load(task: TaskSpec, data_dir: Path, split: str, problems: Problems) -> Spl
         return None
     hasher = hashlib.sha256()
     before = problems.count
-    ok, records = _read_json(questions_path, hasher, problems)
+    ok, text = _read_text(questions_path, hasher, problems)
     golds = None
     if outputs_path is not None:
         gold_ok, gold_data = _read_json(outputs_path, hasher, problems)
         golds = parse_golds(gold_data, task, str(outputs_path), problems) if gold_ok else None
         del gold_data
-    if ok and not isinstance(records, list):
-        hint = " (this looks like an outputs file)" if isinstance(records, dict) and "golds" in records else ""
-        problems.add(f"{questions_path}: top level must be a list of questions, got {_type(records)}{hint}")
-        ok = False
+    records: Any = None
+    if ok and not text.lstrip(" \t\n\r").startswith("["):  # not a list: parse whole to say what it is
+        try:
+            records = json.loads(text)
+        except json.JSONDecodeError as exc:
+            _invalid_json(questions_path, exc, problems)
+            ok = False
+        if ok:
+            hint = " (this looks like an outputs file)" if isinstance(records, dict) and "golds" in records else ""
+            problems.add(f"{questions_path}: top level must be a list of questions, got {_type(records)}{hint}")
+            ok = False
     if not ok or (outputs_path is not None and golds is None):
         return None
-    examples = build_examples(records, golds, task, file=str(questions_path),
-                              golds_file=str(outputs_path), problems=problems)
-    del records, golds
+    snapshot = problems.snapshot()
+    try:
+        examples = build_examples(iter_json_list(text), golds, task, file=str(questions_path),
+                                  golds_file=str(outputs_path), problems=problems)
+    except json.JSONDecodeError as exc:  # what json.loads would have said, and nothing else
+        problems.restore(snapshot)
+        _invalid_json(questions_path, exc, problems)
+        return None
+    del text, golds
     problems.emit_warnings()
     marker = read_synthetic_marker(folder, data_dir, problems)
     if problems.count > before:

@@ -283,12 +283,41 @@ def test_unknown_split_is_a_programming_error(tmp_path):
 
 
 def test_profile_items_are_the_parsed_dicts_not_copies(tmp_path, monkeypatch):
-    """Loading holds the data once: Examples share the item dicts json.loads produced."""
+    """Loading holds the data once: Examples share the item dicts the JSON decoder produced."""
     import tasks.loader as loader
 
     parsed: list[Any] = []
-    real_loads = json.loads
-    monkeypatch.setattr(loader.json, "loads", lambda raw: parsed.append(real_loads(raw)) or parsed[-1])
+    real_iter = loader.iter_json_list
+
+    def spy(text):
+        for record in real_iter(text):
+            parsed.append(record)
+            yield record
+
+    monkeypatch.setattr(loader, "iter_json_list", spy)
     write_split(tmp_path, "dev", [question("1")])
     example = load_split(LAMP2, tmp_path, "dev").examples[0]
-    assert example.profile[0] is parsed[0][0]["profile"][0]
+    assert example.profile[0] is parsed[0]["profile"][0]
+
+
+def test_a_users_repeated_history_is_held_once(tmp_path):
+    """Time-based files repeat a user's items in each question; equal items become one dict."""
+    first, second = question("1"), question("2")
+    second["profile"] = [dict(item) for item in first["profile"]] + [{"id": "new", "description": "d", "tag": "comedy"}]
+    clash = question("3")  # same item id, other content: kept apart
+    clash["profile"] = [{**first["profile"][0], "description": "something else"}]
+    write_split(tmp_path, "dev", [first, second, clash])
+    a, b, c = load_split(LAMP2, tmp_path, "dev").examples
+    assert all(x is y for x, y in zip(a.profile, b.profile))
+    assert len(b.profile) == len(a.profile) + 1
+    assert c.profile[0] is not a.profile[0] and c.profile[0]["description"] == "something else"
+
+
+def test_streamed_json_errors_match_json_loads(tmp_path):
+    from tasks.loader import iter_json_list
+
+    for text in ['[{"a": 1}, {"b": 2}]', " [ ] ", "[1,2 ,3]\n"]:
+        assert list(iter_json_list(text)) == json.loads(text)
+    for text in ["[1 2]", "[1,]", "[1] x", "[1"]:
+        with pytest.raises(json.JSONDecodeError):
+            list(iter_json_list(text))
