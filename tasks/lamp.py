@@ -7,6 +7,7 @@ Input templates and retrieval queries follow the official LaMP code
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -103,10 +104,19 @@ def parse_label(labels: tuple[str, ...]):
 
 
 def parse_rating(text: str) -> str:
-    """LaMP-3: the first rating 1..5 in the text; otherwise the text (official fallback)."""
+    """LaMP-3: the first rating 1..5 in the text; otherwise the text (official fallback).
+
+    "nan" and "inf" parse as floats but crash the official scorer; they become "" so the
+    official unparsable-rating rule applies instead.
+    """
     line = first_line(text)
     m = re.search(r"(?<![\d.])([1-5])(?:\.0+)?(?![\d.])", line)
-    return m.group(1) if m else line
+    if m:
+        return m.group(1)
+    try:
+        return line if math.isfinite(float(line)) else ""
+    except ValueError:
+        return line
 
 
 def parse_generation(text: str) -> str:
