@@ -94,6 +94,10 @@ def write_perf(outcomes: list[dict[str, Any]], total: float) -> Path:
         if o["status"] != "ok":
             status += f": {o['error']}"
         lines.append(f"| {name} | {status} | {o['seconds']:.0f} | {', '.join(files) or '-'} |")
+    ran = {o["name"] for o in outcomes}
+    for name in discover():
+        if name not in ran and (RESULTS / f"{name}.md").exists():
+            lines.append(f"| {name} | not run in this invocation | - | [{name}.md]({name}.md) (an earlier run) |")
     lines += ["", f"Total: {total:.0f} s.", ""]
     for o in outcomes:
         md = RESULTS / f"{o['name']}.md"
