@@ -142,12 +142,17 @@ class RunContext:
     def max_new_tokens(self) -> int:
         return self.generation.max_new_tokens or self.task.max_new_tokens
 
-    def generate(self, prompts: Sequence[str], prefix: Any = None) -> list[str]:
-        """Decode prompts with the run's shared settings (beams, lengths, batch size)."""
+    def generate(self, prompts: Sequence[str], prefix: Any = None, max_input_tokens: int | None = None) -> list[str]:
+        """Decode prompts with the run's shared settings (beams, lengths, batch size).
+
+        ``max_input_tokens`` can only lower the run's input budget: a method trained on
+        shorter inputs (PPlug: 256 tokens) truncates them the same way at inference.
+        """
         g = self.generation
+        limit = g.max_input_tokens if max_input_tokens is None else min(max_input_tokens, g.max_input_tokens)
         return self.llm().generate(
             prompts, prefix=prefix, num_beams=g.num_beams, max_new_tokens=self.max_new_tokens,
-            max_input_tokens=g.max_input_tokens, batch_size=g.batch_size,
+            max_input_tokens=limit, batch_size=g.batch_size,
         )
 
 

@@ -195,6 +195,16 @@ def date_key(value: Any) -> tuple[int, ...] | None:
     return (moment.year, moment.month, moment.day, moment.hour, moment.minute, moment.second)
 
 
+def chronological(profile: Profile) -> list[int]:
+    """Profile indices oldest first: undated items first, equal dates in profile order.
+
+    Shared by the recency retriever and PPlug (which keeps a user's most recent items),
+    so "most recent" means the same thing everywhere.
+    """
+    keys = [date_key(item.get("date")) for item in profile]
+    return sorted(range(len(profile)), key=lambda i: (keys[i] is not None, keys[i] or (), i))
+
+
 @RETRIEVERS.register("recency")
 class RecencyRetriever(Retriever):
     """The most recent items first; scores are ranks (0 = oldest, ``n-1`` = newest).
@@ -210,8 +220,7 @@ class RecencyRetriever(Retriever):
     def score(self, task: TaskSpec, inputs: Sequence[str], profiles: Sequence[Profile]) -> list[np.ndarray]:
         out = []
         for profile in profiles:
-            keys = [date_key(item.get("date")) for item in profile]
-            ascending = sorted(range(len(profile)), key=lambda i: (keys[i] is not None, keys[i] or (), i))
+            ascending = chronological(profile)
             ranks = np.empty(len(profile))
             ranks[ascending] = np.arange(len(profile))
             out.append(ranks)
