@@ -1,321 +1,802 @@
 """Synthetic LaMP-format data with a planted, documented per-user signal.
 
-The official LaMP files cannot be reached from every machine, so this generator writes
-files with the official schema and input templates (``tasks/lamp.py``), realistic
-profile sizes and dates, deterministic by seed. Each user has latent traits that shape
-both their profile and their gold outputs, so a method that reads the profile can beat
-one that does not — by how much is exactly what the benchmark measures:
+Why this exists: the official LaMP files cannot be reached from our machines, yet tests,
+offline demos and benchmarks need data of exactly the official shape. :func:`generate`
+writes the official files for any of lamp1..lamp7 into a folder, and everything
+downstream (loader, retrievers, methods, metrics) treats them like real LaMP data. The
+loader marks them synthetic through the ``synthetic.json`` marker that the callers write
+(``tasks.sources.write_synthetic_marker``), so tables never mix them with real numbers.
 
-* **lamp1** (citation): every author works on two favourite topics; the related
-  reference is the candidate whose topic is one of them, the other candidate comes
-  from an unrelated topic. Position [1]/[2] is random.
-* **lamp2** (movie tagging): every user has a favourite and a second tag; ~60% of their
-  profile tags are the favourite, ~25% the second; the gold tag follows the same
-  distribution. Descriptions carry only a weak hint of the gold tag.
-* **lamp3** (rating): every rater has a bias of -1, 0 or +1 stars; a score is the
-  sentiment the review text expresses plus the bias, clipped to 1..5.
-* **lamp4 / lamp5 / lamp6** (headline / title / subject): every writer has a title
-  style (a signature prefix, suffix, case or question form) applied to the core phrase
-  that the text is about; profile titles and gold titles share it.
-* **lamp7** (tweets): every tweeter has style markers (a signature hashtag, an
-  emoticon, lowercase, a catchphrase); the input is a neutral paraphrase, the gold the
-  user's own-style tweet, and their profile tweets carry the same markers.
+Files
+-----
+``{train,dev,test}_questions.json``: a JSON list of ``{"id", "input", "profile"}``
+records (plus ``"user_id"`` in time-based mode); ``{train,dev}_outputs.json``:
+``{"task": "LaMP_k", "golds": [{"id", "output"}]}``; test has no outputs, as in LaMP.
+Inputs are rendered with the task's official ``input_template``. Every profile item has
+an ``id``, a ``date`` (``YYYY-MM-DD``) and the task's ``item_fields``; LaMP-3 scores are
+strings ``"1"``..``"5"``. Profile items are listed in no particular order, so a method
+that wants recency must read the dates. All ids (questions and items) are unique digit
+strings within a folder; the first digit names the split.
 
-Time-based mode gives a user 1-3 questions with a shared ``user_id``, each with the
-user's items dated before it; user-based mode gives every question its own profile.
+Sizes: ``n_users`` gives the number of *questions* per split (default
+:data:`DEFAULT_SIZES`, small enough for a 135M model on two CPU cores). In time-based
+mode a user asks 1-3 questions at increasing points of one timeline, so the later
+questions' profiles contain the earlier ones' items (and share a ``user_id``); in
+user-based mode every question has its own user and no ``user_id``. Each profile holds
+``profile_size = (min, max)`` items. Files are written record by record, each item
+serialized once per user, so LaMP-scale sets (thousands of questions x hundreds of items)
+take seconds and little memory.
+
+Determinism: one ``random.Random`` per user, seeded from (version, seed, task, split,
+user number); no clocks, no hash-order dependence. The same arguments give
+byte-identical files; another seed gives other data. :data:`GENERATOR_VERSION` changes
+whenever the output for a given seed changes, and is recorded with results.
+
+Planted signals
+---------------
+Every user gets latent traits once. The traits shape both the user's profile items and
+the gold of the user's questions, so a method that reads the profile can recover them;
+the input alone carries the task's generic content only, so a non-personal model is above
+chance and below a personal one. Noise keeps every signal short of deterministic.
+
+* **lamp1** (citation): an author works in a home field (90% of papers) and favours one
+  method family (75%) and a second one (15%); the family is named in every abstract but
+  only in half of the titles. Both candidate references study the question paper's
+  problem; the related one uses the author's family (80% favourite, 20% second), the
+  other a family the author does not favour; its position is random. Title alone: about
+  65% accuracy; the profile's method words: above 90%.
+* **lamp2** (movie tagging): each user has 1-2 ranked favourite tags. A description
+  describes three tags equally well (one cue sentence each); 80% of the time one of them
+  is a favourite. The user tags the movie with their highest-ranked favourite among the
+  three (90%), else with a random one of the three. Description alone: about 1/3; the
+  user's most frequent profile tag: about 2/3; both together: about 0.8.
+* **lamp3** (rating): each rater is harsh (-1, 35%), neutral (0, 30%) or generous
+  (+1, 35%). The review text expresses a sentiment of 1..5 stars; the score is
+  sentiment + bias (10% of the time one more step of noise), clipped to 1..5. The
+  profile shows the offset between what a rater writes and the score they give.
+* **lamp4** (news headlines): each writer has a kicker used in every headline, before or
+  after it ("Analysis: ..." / "... | Analysis"), a favourite adverb (85% of headlines),
+  Title Case or sentence case, and 1-2 news beats (80% of articles). The headline's facts
+  come from the article; the style comes only from the profile.
+* **lamp5** (paper titles): each author has a title pattern ("Towards ...",
+  "...: A Closer Look"), a favourite adjective (85%), a home field and method families as
+  in lamp1. The abstract names the problem and method; pattern and adjective are
+  personal.
+* **lamp6** (email subjects): each sender has a bracket tag ("[FYI] ...") on every
+  subject; half of them sign subjects with their initials ("(DK)"), some write all
+  lowercase; they mostly mail about 1-2 projects. The email names the facts only.
+* **lamp7** (tweet paraphrase): each tweeter has a signature hashtag on every tweet, and
+  often a catchphrase ("ngl", "just saying") at a fixed end, an emoticon, all-lowercase
+  writing and favourite things to tweet about. The gold is the user's styled tweet, the
+  input a neutral paraphrase without any of the markers.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
+import os
 import random
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Any, TypeVar
 
 from harness.api import TaskSpec
 from tasks.lamp import LAMP2_TAGS
 
-GENERATOR_VERSION = "1"
-DEFAULT_SIZES: dict[str, int] = {"train": 120, "dev": 60, "test": 20}
+T = TypeVar("T")
+
+GENERATOR_VERSION = "2"
+SPLITS: tuple[str, ...] = ("train", "dev", "test")
+DEFAULT_SIZES: Mapping[str, int] = MappingProxyType({"train": 120, "dev": 60, "test": 20})
+DEFAULT_PROFILE_SIZE: tuple[int, int] = (20, 80)
 
 SIGNAL_DOC: dict[str, str] = {
-    "lamp1": "authors cite the candidate on one of their two favourite topics",
-    "lamp2": "users tag with a favourite (~60%) and a second (~25%) tag; descriptions hint weakly",
-    "lamp3": "raters add a personal bias of -1, 0 or +1 stars to the review's sentiment",
-    "lamp4": "writers apply a personal headline style (prefix/suffix/case/question)",
-    "lamp5": "authors apply a personal title style (prefix/suffix/case/question)",
-    "lamp6": "senders apply a personal subject style (prefix/suffix/case/question)",
-    "lamp7": "tweeters add personal markers: a signature hashtag, emoticon, lowercase, catchphrase",
+    "lamp1": "authors favour 1-2 method families (named in their profile abstracts); the related reference "
+             "uses the author's family, the other one does not; the title names a method only half the time",
+    "lamp2": "users have 1-2 favourite tags; a description fits 3 tags equally well and the user picks "
+             "their favourite among them, so the profile's tag counts decide",
+    "lamp3": "raters are harsh (-1), neutral or generous (+1): score = review sentiment + bias, clipped to 1..5; "
+             "the profile shows each rater's offset",
+    "lamp4": "writers have a kicker ('Analysis: ...' or '... | Analysis'), a favourite adverb, a casing habit "
+             "and 1-2 news beats, visible in profile headlines and present in the gold",
+    "lamp5": "authors have a title pattern ('Towards ...', '...: A Closer Look'), a favourite adjective, "
+             "a home field and favourite methods, visible in profile titles and present in the gold",
+    "lamp6": "senders put a bracket tag on every subject ('[FYI] ...'), half add their initials, some write "
+             "lowercase, and they mail about 1-2 projects",
+    "lamp7": "tweeters have a signature hashtag, often a catchphrase, an emoticon and all-lowercase writing; "
+             "the gold is their styled tweet, the input a neutral paraphrase",
 }
 
-TOPICS: dict[str, list[str]] = {
-    "climate": ["carbon", "emissions", "warming", "glaciers", "drought", "solar", "forests", "ocean", "policy"],
-    "finance": ["markets", "inflation", "banks", "interest", "stocks", "bonds", "budget", "trade", "currency"],
-    "health": ["vaccines", "hospitals", "diet", "sleep", "exercise", "nurses", "clinics", "virus", "therapy"],
-    "sports": ["football", "coach", "league", "season", "stadium", "goal", "tennis", "playoffs", "athletes"],
-    "tech": ["software", "chips", "startups", "robots", "privacy", "cloud", "phones", "networks", "data"],
-    "education": ["schools", "teachers", "students", "exams", "campus", "tuition", "reading", "degrees", "classes"],
-    "travel": ["flights", "hotels", "beaches", "passports", "trains", "tourists", "islands", "museums", "maps"],
-    "food": ["recipes", "bakery", "coffee", "farmers", "markets", "spices", "noodles", "wine", "kitchens"],
-    "space": ["rockets", "orbit", "telescope", "planets", "astronauts", "moon", "satellites", "comets", "mars"],
-    "music": ["concert", "album", "guitar", "festival", "singers", "orchestra", "lyrics", "charts", "drums"],
-}
-ADJECTIVES = ["new", "major", "surprising", "local", "global", "quiet", "bold", "rapid", "rare", "early",
-              "modern", "simple", "hidden", "recent", "steady", "careful", "open", "small", "large", "strange"]
-VERBS = ["reshapes", "boosts", "challenges", "transforms", "slows", "drives", "reveals", "limits", "improves",
-         "shifts", "tests", "explains", "rethinks", "measures", "connects"]
-METHOD_WORDS = ["framework", "model", "study", "benchmark", "method", "survey", "theory", "toolkit"]
-FILLER = ["officials said on monday", "according to a new report", "experts remain divided",
-          "the effect was larger than expected", "critics raised concerns", "details are still emerging",
-          "the plan takes effect next year", "residents welcomed the change", "numbers rose sharply",
-          "the debate continues"]
-
-TAG_HINTS: dict[str, list[str]] = {
-    "sci-fi": ["a distant galaxy", "an android"], "based on a book": ["a bestselling novel", "an author's memoir"],
-    "comedy": ["a hapless roommate", "a wedding gone wrong"], "action": ["a car chase", "an explosive heist"],
-    "twist ending": ["a secret identity", "a shocking reveal"], "dystopia": ["a totalitarian state", "a ruined city"],
-    "dark comedy": ["a funeral mix-up", "a botched crime"], "classic": ["old hollywood", "a timeless romance"],
-    "psychology": ["a troubled mind", "a therapist"], "fantasy": ["a dragon", "a wizard"],
-    "romance": ["two strangers", "a love letter"], "thought-provoking": ["a moral dilemma", "the meaning of life"],
-    "social commentary": ["class divides", "a broken system"], "violence": ["a gang war", "a brutal revenge"],
-    "true story": ["real events", "a historic trial"],
-}
-MOVIE_SUBJECTS = ["a young detective", "a retired teacher", "two siblings", "a small-town mayor", "a chef",
-                  "a pilot", "a street musician", "a scientist", "a lonely farmer", "a journalist", "a nurse",
-                  "an old sailor", "a chess prodigy", "a thief", "a family"]
-MOVIE_ACTIONS = ["searches for", "runs from", "falls for", "uncovers", "fights", "protects", "returns to",
-                 "tries to escape", "learns about", "competes against"]
-
-SENTIMENT_PHRASES: dict[int, list[str]] = {
-    1: ["broke after one day", "a complete waste of money", "terrible quality", "do not buy this"],
-    2: ["disappointing overall", "works but feels cheap", "below my expectations", "not worth the price"],
-    3: ["it is okay", "does the job, nothing special", "average quality", "mixed feelings about it"],
-    4: ["works well", "good value for the price", "pretty happy with it", "solid and reliable"],
-    5: ["absolutely love it", "best purchase this year", "exceeded every expectation", "outstanding quality"],
-}
-PRODUCTS = ["guitar strings", "headphones", "cable", "tuner", "microphone stand", "capo", "amplifier", "pedal",
-            "strap", "keyboard stand", "drumsticks", "music stand"]
-
-TITLE_STYLES: list[tuple[str, Callable[[str], str]]] = [
-    ("prefix-breaking", lambda s: f"Breaking: {s}"),
-    ("suffix-report", lambda s: f"{s} - a report"),
-    ("question", lambda s: f"Why {s}?"),
-    ("lowercase", lambda s: s.lower()),
-    ("upper-first-words", lambda s: s.upper()),
-    ("colon-explained", lambda s: f"{s}: explained"),
-    ("towards", lambda s: f"Towards {s}"),
-    ("exclaim", lambda s: f"{s}!"),
-]
-HASHTAGS = ["#blessed", "#mondaymood", "#truth", "#nofilter", "#goals", "#justsaying", "#lifehack", "#vibes"]
-EMOTICONS = [":)", ":D", ";)", "<3", ":P", "xD"]
-CATCHPHRASES = ["honestly", "no kidding", "for real", "big mood", "just saying", "trust me"]
-TWEET_TEMPLATES = ["just tried {a} {n} and it {v} everything", "thinking about {a} {n} today",
-                   "cannot believe how {a} the {n} looks", "anyone else into {a} {n} lately",
-                   "my take on {a} {n}: it {v} the game", "finally saw the {a} {n} everyone talks about"]
+_SPLIT_CODE = {"train": "1", "dev": "2", "test": "3"}
+_QUESTIONS_PER_USER = ((1, 2, 3), (0.5, 0.3, 0.2))  # time-based: how many questions a user asks
+_FIRST_DAY = date(2008, 1, 1).toordinal()
+_START_SPAN_DAYS = 8 * 365  # users start somewhere in 2008-2015 ...
+_MAX_STEP_DAYS = 10  # ... and add an item every 1-10 days
 
 
-@dataclass
-class User:
-    """Latent traits of one synthetic user (only some are used by each task)."""
+@dataclass(frozen=True)
+class _Entry:
+    """One point of a user's timeline.
 
-    uid: str
-    rng: random.Random
-    topics: list[str]
-    tags: list[str]
-    bias: int
-    style: int
-    markers: dict[str, Any] = field(default_factory=dict)
-
-
-def _new_user(uid: str, rng: random.Random) -> User:
-    markers = {
-        "hashtag": rng.choice(HASHTAGS) if rng.random() < 0.8 else None,
-        "emoticon": rng.choice(EMOTICONS) if rng.random() < 0.7 else None,
-        "lower": rng.random() < 0.5,
-        "catchphrase": rng.choice(CATCHPHRASES) if rng.random() < 0.6 else None,
-    }
-    return User(uid, rng, rng.sample(sorted(TOPICS), 2), rng.sample(LAMP2_TAGS, 2), rng.choice([-1, 0, 1]),
-                rng.randrange(len(TITLE_STYLES)), markers)
-
-
-# -- per-task item and question makers ----------------------------------------------------------
-def _phrase(rng: random.Random, topic: str) -> str:
-    words = TOPICS[topic]
-    return f"{rng.choice(ADJECTIVES).capitalize()} {rng.choice(words)} {rng.choice(VERBS)} {rng.choice(words)}"
-
-
-def _body(rng: random.Random, topic: str, core: str, n: int) -> str:
-    words = TOPICS[topic]
-    sentences = [f"{core.lower()}."]
-    for _ in range(n):
-        sentences.append(f"the {rng.choice(ADJECTIVES)} {rng.choice(words)} {rng.choice(VERBS)} "
-                         f"{rng.choice(words)}, {rng.choice(FILLER)}.")
-    return " ".join(sentences).capitalize()
-
-
-def _paper(rng: random.Random, topic: str) -> dict[str, str]:
-    core = _phrase(rng, topic)
-    return {"title": f"A {rng.choice(METHOD_WORDS)} of {core.lower()}",
-            "abstract": _body(rng, topic, f"we present a {rng.choice(METHOD_WORDS)} where {core}", 3)}
-
-
-def _styled(user: User, core: str) -> str:
-    return TITLE_STYLES[user.style][1](core)
-
-
-def _user_tag(user: User) -> str:
-    roll = user.rng.random()
-    return user.tags[0] if roll < 0.6 else user.tags[1] if roll < 0.85 else user.rng.choice(LAMP2_TAGS)
-
-
-def _movie(rng: random.Random, tag: str, hint: float) -> str:
-    text = f"{rng.choice(MOVIE_SUBJECTS).capitalize()} {rng.choice(MOVIE_ACTIONS)} {rng.choice(MOVIE_SUBJECTS)}"
-    other = rng.choice(LAMP2_TAGS)
-    clue = rng.choice(TAG_HINTS[tag if rng.random() < hint else other])
-    return f"{text}, in a story involving {clue}."
-
-
-def _review(user: User) -> tuple[str, str]:
-    rng = user.rng
-    sentiment = rng.randint(1, 5)
-    score = min(5, max(1, sentiment + user.bias))
-    text = f"Bought this {rng.choice(PRODUCTS)} last month. {rng.choice(SENTIMENT_PHRASES[sentiment]).capitalize()}."
-    return text, str(score)
-
-
-def _tweet(user: User) -> tuple[str, str]:
-    """(neutral paraphrase, the user's own-style tweet) about the same content."""
-    rng = user.rng
-    topic = rng.choice(user.topics)
-    content = rng.choice(TWEET_TEMPLATES).format(a=rng.choice(ADJECTIVES), n=rng.choice(TOPICS[topic]),
-                                                 v=rng.choice(VERBS))
-    m = user.markers
-    styled = f"{m['catchphrase']}, {content}" if m["catchphrase"] else content
-    styled = styled if m["lower"] else styled.capitalize()
-    styled += "".join(f" {x}" for x in (m["emoticon"], m["hashtag"]) if x)
-    neutral = f"Someone says that {content}."
-    return neutral, styled
-
-
-def _item(task: str, user: User) -> dict[str, str]:
-    """One profile item in the user's own voice (without id/date)."""
-    rng = user.rng
-    topic = rng.choice(user.topics)
-    if task == "lamp1" or task == "lamp5":
-        paper = _paper(rng, topic)
-        return {"title": _styled(user, paper["title"]) if task == "lamp5" else paper["title"],
-                "abstract": paper["abstract"]}
-    if task == "lamp2":
-        tag = _user_tag(user)
-        return {"description": _movie(rng, tag, hint=0.3), "tag": tag}
-    if task == "lamp3":
-        text, score = _review(user)
-        return {"text": text, "score": score}
-    if task in ("lamp4", "lamp6"):
-        core = _phrase(rng, topic)
-        return {"text": _body(rng, topic, core, 4), "title": _styled(user, core)}
-    if task == "lamp7":
-        return {"text": _tweet(user)[1]}
-    raise ValueError(f"no synthetic generator for task {task!r}")
-
-
-def _question(task: TaskSpec, user: User) -> tuple[str, str]:
-    """(input rendered with the official template, gold output)."""
-    rng = user.rng
-    name = task.name
-    topic = rng.choice(user.topics)
-    if name == "lamp1":
-        own = _paper(rng, topic)
-        related = _paper(rng, rng.choice(user.topics))["title"]
-        foreign = _paper(rng, rng.choice([t for t in sorted(TOPICS) if t not in user.topics]))["title"]
-        first = rng.random() < 0.5
-        refs = (related, foreign) if first else (foreign, related)
-        return task.input_template.format(title=own["title"], ref1=refs[0], ref2=refs[1]), "[1]" if first else "[2]"
-    if name == "lamp2":
-        tag = _user_tag(user)
-        return task.input_template.format(description=_movie(rng, tag, hint=0.3)), tag
-    if name == "lamp3":
-        text, score = _review(user)
-        return task.input_template.format(text=text), score
-    if name in ("lamp4", "lamp6"):
-        core = _phrase(rng, topic)
-        return task.input_template.format(text=_body(rng, topic, core, 4)), _styled(user, core)
-    if name == "lamp5":
-        paper = _paper(rng, topic)
-        return task.input_template.format(abstract=paper["abstract"]), _styled(user, paper["title"])
-    if name == "lamp7":
-        neutral, styled = _tweet(user)
-        return task.input_template.format(text=neutral), styled
-    raise ValueError(f"no synthetic generator for task {name!r}")
-
-
-def _date(day: int) -> str:
-    year, rest = divmod(day, 336)
-    return f"{2005 + year:04d}-{rest // 28 + 1:02d}-{rest % 28 + 1:02d}"
-
-
-def _questions(task: TaskSpec, split: str, count: int, seed: int, profile_size: tuple[int, int],
-               time_based: bool) -> Iterator[tuple[dict[str, Any], str]]:
-    """Yield ``(question record, gold)`` pairs, users one after another."""
-    split_rng = random.Random(f"{seed}:{task.name}:{split}")
-    made, u = 0, 0
-    while made < count:
-        uid = f"{task.name[-1]}{'tdx'[['train', 'dev', 'test'].index(split)]}{u:05d}"
-        user = _new_user(uid, random.Random(f"{seed}:{task.name}:{split}:{u}"))
-        u += 1
-        n_questions = min(count - made, split_rng.randint(1, 3) if time_based else 1)
-        n_items = user.rng.randint(*profile_size)
-        days = sorted(user.rng.sample(range(0, 336 * 15), n_items + n_questions))
-        items = [{"id": f"{uid}{j:04d}", "date": _date(days[j]), **_item(task.name, user)}
-                 for j in range(n_items)]
-        for q in range(n_questions):
-            # Later questions of a time-based user see the history up to their own date.
-            cutoff = n_items - (n_questions - 1 - q) * max(1, n_items // 10) if time_based else n_items
-            text, gold = _question(task, user)
-            record: dict[str, Any] = {"id": f"{uid}q{q}", "input": text, "profile": items[: max(1, cutoff)]}
-            if time_based:
-                record["user_id"] = uid
-            yield record, gold
-            made += 1
-
-
-def _write_json_list(path: Path, records: Iterator[Any]) -> None:
-    """Stream a JSON list to disk: LaMP-scale files never sit in memory twice."""
-    with open(path, "w", encoding="utf-8") as fh:
-        fh.write("[")
-        for i, rec in enumerate(records):
-            fh.write(("," if i else "") + "\n" + json.dumps(rec, ensure_ascii=False))
-        fh.write("\n]\n")
-
-
-def generate(task: TaskSpec, out_dir: Path, *, seed: int = 0, n_users: dict[str, int] | None = None,
-             profile_size: tuple[int, int] = (20, 80), time_based: bool = True) -> Path:
-    """Write official-format train/dev/test files for ``task`` into ``out_dir``.
-
-    ``n_users`` gives the number of questions per split (default :data:`DEFAULT_SIZES`).
-    Same arguments, byte-identical files.
+    ``item`` is the profile-item form (fields only; id and date are added by the
+    writer), ``fields`` fill the task's input template when the entry is a question, and
+    ``gold`` is the question's expected output.
     """
-    if task.name not in SIGNAL_DOC:
-        raise ValueError(f"no synthetic generator for task {task.name!r}")
-    lo, hi = profile_size
-    if not 1 <= lo <= hi:
-        raise ValueError(f"profile_size must satisfy 1 <= min <= max, got {profile_size}")
+
+    item: dict[str, str]
+    fields: Mapping[str, str]
+    gold: str
+
+
+class _Persona(ABC):
+    """How one task's users behave: the latent traits drawn per user and what they write."""
+
+    @abstractmethod
+    def user(self, rng: random.Random) -> Any:
+        """Draw one user's latent traits."""
+
+    @abstractmethod
+    def entry(self, rng: random.Random, user: Any, question: bool) -> _Entry:
+        """One timeline entry of ``user``; ``question`` asks for the input fields too."""
+
+
+# -- small text helpers --------------------------------------------------------------------
+_SMALL_WORDS = frozenset("a an and as at by for from in of on or the to via with".split())
+
+
+def _cap(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _title_case(text: str) -> str:
+    """Headline/paper Title Case: every word capitalized except short function words."""
+    words = text.split(" ")
+    return " ".join(w if i and w in _SMALL_WORDS else "-".join(_cap(p) for p in w.split("-"))
+                    for i, w in enumerate(words))
+
+
+def _drop_article(phrase: str) -> str:
+    """Headline-ese: "the city council" -> "city council"."""
+    for article in ("the ", "a ", "an "):
+        if phrase.startswith(article):
+            return phrase[len(article):]
+    return phrase
+
+
+def _third_person(verb: str) -> str:
+    """The verb after a singular subject: "study" -> "studies", "warn about" -> "warns about"."""
+    head, _, rest = verb.partition(" ")
+    head = head[:-1] + "ies" if head.endswith("y") and head[-2:-1] not in "aeiou" else head + "s"
+    return f"{head} {rest}".rstrip()
+
+
+def _pick(rng: random.Random, options: Sequence[T]) -> T:
+    """``rng.choice`` without its per-call overhead: picks dominate generation time."""
+    return options[int(rng.random() * len(options))]
+
+
+def _between(rng: random.Random, low: int, high: int) -> int:
+    """A uniform integer in ``low..high`` (inclusive), cheaply."""
+    return low + int(rng.random() * (high - low + 1))
+
+
+def _distinct(rng: random.Random, options: Sequence[T], k: int, exclude: Sequence[T] = ()) -> list[T]:
+    """``k`` different options not in ``exclude``, in random order (a cheap ``rng.sample``)."""
+    out: list[T] = []
+    while len(out) < k:
+        option = _pick(rng, options)
+        if option not in out and option not in exclude:
+            out.append(option)
+    return out
+
+
+def _one_of(rng: random.Random, favourites: Sequence[str], everything: Sequence[str], p: float) -> str:
+    """A favourite with probability ``p``, else anything: how habits show with noise."""
+    return _pick(rng, favourites) if rng.random() < p else _pick(rng, everything)
+
+
+_NAMES = ("Ada", "Ben", "Clara", "Dev", "Elena", "Felix", "Grace", "Hugo", "Iris", "Jonah", "Kira", "Leo",
+          "Maya", "Nico", "Olga", "Pablo", "Rosa", "Sam", "Tara", "Victor")
+_SURNAMES = ("Kim", "Lopez", "Novak", "Okafor", "Patel", "Quinn", "Rossi", "Schmidt", "Tanaka", "Walsh",
+             "Yilmaz", "Berg", "Costa", "Duval", "Evans", "Fischer")
+_DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+
+
+# -- lamp1 and lamp5: scientific papers ----------------------------------------------------
+# field -> (problems, evaluation data)
+_FIELDS: dict[str, tuple[tuple[str, ...], str]] = {
+    "natural language processing": (("machine translation", "question answering", "text summarization",
+                                     "named entity recognition", "sentiment analysis"), "several text corpora"),
+    "computer vision": (("object detection", "image segmentation", "pose estimation", "visual tracking",
+                         "scene understanding"), "standard image benchmarks"),
+    "robotics": (("robot grasping", "motion planning", "legged locomotion", "multi-robot coordination",
+                  "visual navigation"), "simulated and real robots"),
+    "databases": (("query optimization", "index selection", "transaction processing", "data cleaning",
+                   "schema matching"), "TPC-H and production workloads"),
+    "computer security": (("malware detection", "intrusion detection", "phishing detection",
+                           "vulnerability discovery", "access control"), "real-world attack traces"),
+    "bioinformatics": (("protein structure prediction", "gene expression analysis", "sequence alignment",
+                        "drug discovery", "variant calling"), "public genomic datasets"),
+    "computer networks": (("congestion control", "traffic classification", "packet routing",
+                           "wireless scheduling", "network anomaly detection"), "testbed deployments"),
+    "recommender systems": (("collaborative filtering", "session-based recommendation",
+                             "click-through rate prediction", "playlist generation",
+                             "cold-start recommendation"), "large e-commerce logs"),
+}
+# Method families; every variant contains the family word, so a family is recognisable.
+_METHODS: dict[str, tuple[str, ...]] = {
+    "bayesian": ("Bayesian inference", "hierarchical Bayesian priors", "variational Bayesian models"),
+    "graph": ("graph neural networks", "message passing on graphs", "graph convolutions"),
+    "reinforcement": ("reinforcement learning", "deep reinforcement learning",
+                      "reinforcement learning with shaped rewards"),
+    "evolutionary": ("evolutionary search", "evolutionary algorithms", "evolutionary strategies"),
+    "kernel": ("kernel methods", "kernel machines", "Gaussian kernel regression"),
+    "attention": ("attention mechanisms", "self-attention", "attention-based transformers"),
+    "contrastive": ("contrastive learning", "contrastive pretraining", "contrastive objectives"),
+    "causal": ("causal inference", "causal models", "causal discovery"),
+    "sparse": ("sparse coding", "sparse dictionaries", "sparse recovery"),
+    "federated": ("federated learning", "federated optimization", "federated averaging"),
+    "distillation": ("knowledge distillation", "distillation from large teachers", "self-distillation"),
+    "diffusion": ("diffusion models", "latent diffusion", "diffusion-based denoising"),
+}
+_FIELD_NAMES = tuple(_FIELDS)
+_FAMILIES = tuple(_METHODS)
+_PAPER_ADJECTIVES = ("efficient", "robust", "scalable", "interpretable", "adaptive", "lightweight", "principled",
+                     "practical", "unified", "fast")
+_TITLE_PATTERNS = ("Towards {}", "Rethinking {}", "Revisiting {}", "On {}", "{}: A Closer Look",
+                   "{}: Lessons Learned", "{} Made Simple", "Beyond Baselines: {}")
+_CORES_PROBLEM_ONLY = ("{adj} {problem}", "{adj} {problem} at scale", "{adj} {problem} from limited data",
+                       "{adj} {problem} in the wild")
+_CORES_WITH_METHOD = ("{adj} {problem} with {method}", "{adj} {problem} via {method}",
+                      "{method} for {adj} {problem}")
+_REFERENCE_TITLES = ("{method} for {problem}", "{problem} with {method}", "improving {problem} via {method}",
+                     "{problem} using {method}", "a study of {method} for {problem}")
+_ABSTRACT_OPENINGS = ("{problem} is a {kind} problem in {field}.", "Many applications in {field} depend on {problem}.",
+                      "Despite years of work, {problem} remains hard in practice.")
+_PROBLEM_KINDS = ("central", "long-standing", "fundamental", "challenging", "practical")
+_BASELINES = ("hand-crafted features", "simple heuristics", "large labeled datasets", "expensive manual tuning",
+              "brute-force search")
+_WEAKNESSES = ("scales poorly to large inputs", "ignores structure in the data", "is brittle under distribution shift",
+               "requires costly supervision")
+_CONTRIBUTIONS = ("learns compact representations", "adapts to new domains with little data",
+                  "exploits the structure of the problem", "reduces the cost of inference")
+_RESULTS = ("improves accuracy by {n} percent", "reduces the error by {n} percent",
+            "matches strong baselines at a fraction of the cost", "runs {n} times faster than prior work")
+_EXTRAS = ("We also release our code and data.", "We also analyse when the approach fails.",
+           "We also give a theoretical analysis of its convergence.")
+
+
+@dataclass(frozen=True)
+class _Author:
+    field: str
+    families: tuple[str, str]  # favourite, second
+    adjective: str
+    pattern: str
+
+
+class _Papers(_Persona):
+    """Authors of papers (lamp1 and lamp5 share them); see the module docstring."""
+
+    def user(self, rng: random.Random) -> _Author:
+        favourite, second = rng.sample(_FAMILIES, 2)
+        return _Author(field=_pick(rng, _FIELD_NAMES), families=(favourite, second),
+                       adjective=_pick(rng, _PAPER_ADJECTIVES), pattern=_pick(rng, _TITLE_PATTERNS))
+
+    def family(self, rng: random.Random, author: _Author) -> str:
+        roll = rng.random()
+        return author.families[0] if roll < 0.75 else author.families[1] if roll < 0.9 else _pick(rng, _FAMILIES)
+
+    def paper(self, rng: random.Random, author: _Author) -> tuple[dict[str, str], str]:
+        """An author's paper as a profile item, and its problem."""
+        field = author.field if rng.random() < 0.9 else _pick(rng, _FIELD_NAMES)
+        problems, data = _FIELDS[field]
+        problem = _pick(rng, problems)
+        method = _pick(rng, _METHODS[self.family(rng, author)])
+        adjective = author.adjective if rng.random() < 0.85 else _pick(rng, _PAPER_ADJECTIVES)
+        cores = _CORES_WITH_METHOD if rng.random() < 0.5 else _CORES_PROBLEM_ONLY
+        core = _pick(rng, cores).format(adj=adjective, problem=problem, method=method)
+        title = _title_case(author.pattern.format(core))
+        abstract = " ".join((
+            _cap(_pick(rng, _ABSTRACT_OPENINGS).format(problem=problem, kind=_pick(rng, _PROBLEM_KINDS), field=field)),
+            f"Existing approaches rely on {_pick(rng, _BASELINES)}, which {_pick(rng, _WEAKNESSES)}.",
+            f"We propose a new approach to {problem} based on {method} that {_pick(rng, _CONTRIBUTIONS)}.",
+            f"Experiments on {data} show that it {_pick(rng, _RESULTS).format(n=_between(rng, 2, 30))}.",
+            *((_pick(rng, _EXTRAS),) if rng.random() < 0.5 else ()),
+        ))
+        return {"title": title, "abstract": abstract}, problem
+
+    def entry(self, rng: random.Random, user: _Author, question: bool) -> _Entry:
+        item, _ = self.paper(rng, user)
+        return _Entry(item=item, fields=item, gold=item["title"])
+
+
+class _Citations(_Papers):
+    """lamp1: the related reference uses the author's method family."""
+
+    def entry(self, rng: random.Random, user: _Author, question: bool) -> _Entry:
+        item, problem = self.paper(rng, user)
+        if not question:
+            return _Entry(item=item, fields=item, gold="")
+        related = user.families[0] if rng.random() < 0.8 else user.families[1]
+        other = _pick(rng, [f for f in _FAMILIES if f not in user.families])
+        template = _pick(rng, _REFERENCE_TITLES)  # one template for both, so wording does not give it away
+        refs = [_title_case(_cap(template.format(method=_pick(rng, _METHODS[f]), problem=problem)))
+                for f in (related, other)]
+        first = rng.random() < 0.5
+        ref1, ref2 = refs if first else refs[::-1]
+        return _Entry(item=item, fields={"title": item["title"], "ref1": ref1, "ref2": ref2},
+                      gold="[1]" if first else "[2]")
+
+
+# -- lamp2: movie tagging ------------------------------------------------------------------
+_HEROES = ("a retired detective", "a young nurse", "a small-town teacher", "an ambitious lawyer", "a shy teenager",
+           "a war veteran", "a struggling musician", "a single mother", "an old fisherman", "a rookie journalist",
+           "a brilliant scientist", "a disgraced chef")
+_GOALS = ("sets out to find a missing sister", "returns home after twenty years away",
+          "takes a night job at a remote hotel", "inherits a crumbling house by the sea",
+          "joins a crew of strangers on a long voyage", "tries to save the family restaurant",
+          "agrees to help a stranger on the run", "moves to a new city to start over")
+# One sentence per tag that makes the tag plausible; a description holds three of them.
+_TAG_CUES: dict[str, tuple[str, ...]] = {
+    "sci-fi": ("The journey leads to a distant planet ruled by machines.",
+               "An experiment with time travel goes badly wrong.",
+               "Aliens make contact through a broken radio telescope."),
+    "based on a book": ("The film is adapted from a bestselling novel.",
+                        "It follows the beloved book closely, chapter by chapter.",
+                        "The screenplay brings a famous novel to the screen."),
+    "comedy": ("Hilarious misunderstandings pile up at every turn.",
+               "A series of silly mishaps keeps the laughs coming.",
+               "Slapstick chaos follows wherever they go."),
+    "action": ("Explosive car chases and fistfights fill the second half.",
+               "A daring heist ends in a rooftop shootout.",
+               "Every scene builds to a high-speed chase."),
+    "twist ending": ("Nothing is what it seems until the final scene.",
+                     "A shocking revelation in the last minutes changes everything.",
+                     "The ending turns the whole story upside down."),
+    "dystopia": ("It is set in a grim future where the state watches everyone.",
+                 "Citizens live under a cruel regime that controls every choice.",
+                 "The world has collapsed into rationed, walled cities."),
+    "dark comedy": ("Death and disaster are played for bleak, morbid laughs.",
+                    "A funeral goes wrong in the most awkward way possible.",
+                    "Grim jokes about murder run through the plot."),
+    "classic": ("This black-and-white masterpiece from the golden age of cinema still holds up.",
+                "It is a timeless film that critics have praised for decades.",
+                "An old studio picture with legendary performances."),
+    "psychology": ("The film explores obsession, memory and the fragile mind.",
+                   "A therapist slowly uncovers a buried trauma.",
+                   "Paranoia creeps in as reality becomes hard to trust."),
+    "fantasy": ("A wizard, a dragon and an enchanted sword stand in the way.",
+                "A magical kingdom hides behind an ancient door.",
+                "Spells and prophecies shape the quest."),
+    "romance": ("Along the way, two strangers slowly fall in love.",
+                "A tender love story blossoms against all odds.",
+                "Old lovers meet again and must follow their hearts."),
+    "thought-provoking": ("It raises hard questions about what makes us human.",
+                          "The film leaves the audience pondering free will and fate.",
+                          "Its quiet ideas linger long after the credits."),
+    "social commentary": ("It offers a sharp critique of inequality and greed.",
+                          "The story exposes racism and corruption in everyday institutions.",
+                          "Class divisions are laid bare with biting satire."),
+    "violence": ("Brutal, bloody fights leave few survivors.",
+                 "The gang war is shown in graphic, gory detail.",
+                 "Revenge is carried out with merciless brutality."),
+    "true story": ("It is based on real events that shocked the nation.",
+                   "The film recounts the true story of an unlikely survivor.",
+                   "Drawn from court records, it retells a famous trial."),
+}
+
+
+@dataclass(frozen=True)
+class _Tagger:
+    favourites: tuple[str, ...]  # ranked, 1 or 2
+    first_share: float  # how often the first (vs the second) favourite is the one a movie fits
+
+
+class _Movies(_Persona):
+    """lamp2: the user's highest-ranked favourite among the tags a description fits."""
+
+    def user(self, rng: random.Random) -> _Tagger:
+        if rng.random() < 0.5:
+            return _Tagger(favourites=(_pick(rng, LAMP2_TAGS),), first_share=1.0)
+        return _Tagger(favourites=tuple(rng.sample(LAMP2_TAGS, 2)), first_share=0.65)
+
+    def entry(self, rng: random.Random, user: _Tagger, question: bool) -> _Entry:
+        if rng.random() < 0.8:
+            favourite = user.favourites[0] if rng.random() < user.first_share else user.favourites[1]
+            fitting = _distinct(rng, LAMP2_TAGS, 2, exclude=(favourite,))
+            fitting.insert(_between(rng, 0, 2), favourite)
+        else:
+            fitting = _distinct(rng, LAMP2_TAGS, 3)
+        liked = [t for t in user.favourites if t in fitting]
+        tag = liked[0] if liked and rng.random() < 0.9 else _pick(rng, fitting)
+        description = " ".join((
+            f"{_pick(rng, _NAMES)}, {_pick(rng, _HEROES)}, {_pick(rng, _GOALS)}.",
+            *(_pick(rng, _TAG_CUES[t]) for t in fitting),
+        ))
+        item = {"description": description, "tag": tag}
+        return _Entry(item=item, fields=item, gold=tag)
+
+
+# -- lamp3: product ratings ----------------------------------------------------------------
+_PRODUCTS = ("blender", "coffee grinder", "phone case", "desk lamp", "backpack", "yoga mat", "electric kettle",
+             "wireless mouse", "garden hose", "board game", "water bottle", "bluetooth speaker", "cookbook",
+             "hair dryer", "camping tent", "office chair")
+_ASPECTS = ("build quality", "price", "design", "packaging", "size", "durability", "color", "delivery")
+# stars -> (openings with {product}, aspect adjectives, closings)
+_SENTIMENT: dict[int, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
+    1: (("This {product} is a complete waste of money.", "Terrible {product}, it broke within a week.",
+         "The worst {product} I have ever bought."),
+        ("awful", "cheap and flimsy", "useless"),
+        ("Avoid it.", "I returned it immediately.", "Do not buy this.")),
+    2: (("I was disappointed with this {product}.", "This {product} did not live up to the description.",
+         "Not a great {product}, sadly."),
+        ("mediocre", "below average", "poor"),
+        ("I would not buy it again.", "Look elsewhere.", "Maybe fine if it is on sale.")),
+    3: (("This {product} is okay for the price.", "An average {product} that does the job.",
+         "The {product} is fine, nothing special."),
+        ("acceptable", "so-so", "decent but not great"),
+        ("It works, I guess.", "Neither good nor bad.", "You get what you pay for.")),
+    4: (("I am happy with this {product}.", "A good {product} that works well.",
+         "Solid {product}, I use it every day."),
+        ("good", "nice", "better than expected"),
+        ("I would recommend it.", "Worth the money.", "A few small flaws, but overall good.")),
+    5: (("I absolutely love this {product}!", "An excellent {product} that exceeded my expectations.",
+         "This is the best {product} I have owned."),
+        ("excellent", "fantastic", "superb"),
+        ("Highly recommended!", "Worth every penny.", "Buy it, you will not regret it.")),
+}
+_STARS = (1,) * 5 + (2,) * 15 + (3,) * 30 + (4,) * 30 + (5,) * 20  # sentiment frequencies, in percent
+_FILLERS = ("I bought it as a gift for my {relative}.", "It arrived two days early.",
+            "I have used it for about a month now.", "The box was a bit damaged but the contents were fine.",
+            "I compared several options before choosing this one.")
+_RELATIVES = ("sister", "dad", "grandmother", "roommate", "son", "best friend")
+
+
+@dataclass(frozen=True)
+class _Rater:
+    bias: int  # -1 harsh, 0 neutral, +1 generous
+    products: tuple[str, ...]  # what they tend to buy
+
+
+class _Reviews(_Persona):
+    """lamp3: score = sentiment of the text + the rater's bias, clipped to 1..5."""
+
+    def user(self, rng: random.Random) -> _Rater:
+        return _Rater(bias=rng.choices((-1, 0, 1), weights=(0.35, 0.3, 0.35))[0],
+                      products=tuple(rng.sample(_PRODUCTS, 4)))
+
+    def entry(self, rng: random.Random, user: _Rater, question: bool) -> _Entry:
+        stars = _pick(rng, _STARS)
+        openings, adjectives, closings = _SENTIMENT[stars]
+        product = _one_of(rng, user.products, _PRODUCTS, 0.7)
+        sentences = [_pick(rng, openings).format(product=product),
+                     f"The {_pick(rng, _ASPECTS)} is {_pick(rng, adjectives)}."]
+        if rng.random() < 0.5:
+            sentences.append(_pick(rng, _FILLERS).format(relative=_pick(rng, _RELATIVES)))
+        sentences.append(_pick(rng, closings))
+        noise = _pick(rng, (-1, 1)) if rng.random() < 0.1 else 0
+        score = str(min(5, max(1, stars + user.bias + noise)))
+        item = {"text": " ".join(sentences), "score": score}
+        return _Entry(item=item, fields=item, gold=score)
+
+
+# -- lamp4: news headlines -----------------------------------------------------------------
+# beat -> (actors, (base form, past tense) actions, objects); an actor is plural iff it ends in "s".
+_NEWS: dict[str, tuple[tuple[str, ...], tuple[tuple[str, str], ...], tuple[str, ...]]] = {
+    "politics": (("the city council", "the prime minister", "state lawmakers", "the opposition party"),
+                 (("approve", "approved"), ("reject", "rejected"), ("delay", "delayed"), ("back", "backed")),
+                 ("a new housing plan", "the annual budget", "a tax on sugary drinks", "voting reforms")),
+    "business": (("a major retailer", "the central bank", "a local startup", "the largest airline"),
+                 (("raise", "raised"), ("cut", "cut"), ("announce", "announced"), ("freeze", "froze")),
+                 ("its prices", "hundreds of jobs", "a same-day delivery service", "spending on ads")),
+    "technology": (("a leading chip maker", "a social media company", "university researchers",
+                    "the telecom regulator"),
+                   (("unveil", "unveiled"), ("test", "tested"), ("ban", "banned"), ("release", "released")),
+                   ("a faster smartphone", "an AI assistant", "facial recognition cameras", "a new privacy policy")),
+    "sports": (("the home team", "an Olympic sprinter", "the national coach", "the football league"),
+               (("win", "won"), ("lose", "lost"), ("celebrate", "celebrated"), ("postpone", "postponed")),
+               ("the championship final", "a key match", "the league title", "the season opener")),
+    "health": (("hospital officials", "the health ministry", "family doctors", "a medical research team"),
+               (("warn about", "warned about"), ("recommend", "recommended"), ("expand", "expanded"),
+                ("study", "studied")),
+               ("a winter flu outbreak", "free vaccines for children", "mental health services",
+                "the effects of poor sleep")),
+    "environment": (("climate scientists", "the water authority", "volunteer groups", "the forest service"),
+                    (("monitor", "monitored"), ("report on", "reported on"), ("respond to", "responded to"),
+                     ("study", "studied")),
+                    ("record summer heat", "river pollution", "plastic on the beaches", "endangered wolves")),
+    "education": (("the school board", "teachers' unions", "the state university", "parent groups"),
+                  (("extend", "extended"), ("protest", "protested"), ("debate", "debated"), ("review", "reviewed")),
+                  ("the school day", "new exam rules", "plans for a science campus", "reading programs")),
+    "culture": (("the city museum", "a famous director", "local artists", "festival organizers"),
+                (("reveal", "revealed"), ("cancel", "canceled"), ("honor", "honored"), ("restore", "restored")),
+                ("a long-lost painting", "the summer music festival", "a century of jazz", "a historic theater")),
+}
+_BEATS = tuple(_NEWS)
+_PLACES = ("in Springfield", "in the capital", "across the region", "in Riverside", "downtown",
+           "in the northern provinces", "on the coast")
+_WHY = ("after months of debate", "following public pressure", "in a surprise move", "despite strong opposition",
+        "ahead of the holiday season")
+_QUOTES = ("This is a big step forward", "It is a difficult moment for everyone", "Frankly, this is long overdue",
+           "This is only the beginning", "We need to see the details first")
+_SPEAKERS = ("a spokesperson", "one analyst", "a local resident", "a senior official", "an independent expert")
+_AFFECTED = ("residents", "families", "workers", "students", "fans", "customers")
+_WHEN = ("over the next year", "by the end of the month", "starting next week", "within the coming months")
+_CRITICISMS = ("the plan goes too far", "the decision came too late", "more details are needed",
+               "the costs have been underestimated")
+_KICKERS = ("Breaking", "Exclusive", "Analysis", "Explainer", "Update", "Opinion", "Watch", "Report", "Live",
+            "Insight", "Fact check", "Big picture")
+_ADVERBS = ("finally", "quietly", "officially", "suddenly", "reportedly", "formally", "narrowly", "again")
+
+
+@dataclass(frozen=True)
+class _Writer:
+    beats: tuple[str, ...]
+    kicker: str
+    kicker_first: bool
+    title_case: bool
+    adverb: str
+
+
+class _News(_Persona):
+    """lamp4: the headline states the article's fact in the writer's house style."""
+
+    def user(self, rng: random.Random) -> _Writer:
+        return _Writer(beats=tuple(rng.sample(_BEATS, _between(rng, 1, 2))), kicker=_pick(rng, _KICKERS),
+                       kicker_first=rng.random() < 0.6, title_case=rng.random() < 0.5, adverb=_pick(rng, _ADVERBS))
+
+    def entry(self, rng: random.Random, user: _Writer, question: bool) -> _Entry:
+        actors, actions, objects = _NEWS[_one_of(rng, user.beats, _BEATS, 0.8)]
+        actor, (base, past), obj = _pick(rng, actors), _pick(rng, actions), _pick(rng, objects)
+        present = base if actor.endswith("s") else _third_person(base)
+        place = _pick(rng, _PLACES)
+        sentences = [
+            f"{_cap(actor)} {past} {obj} {place} on {_pick(rng, _DAYS)}, {_pick(rng, _WHY)}.",
+            f'"{_pick(rng, _QUOTES)}," said {_pick(rng, _SPEAKERS)}.',
+            f"The change is expected to affect about {_between(rng, 2, 90) * 100:,} {_pick(rng, _AFFECTED)} "
+            f"{_pick(rng, _WHEN)}.",
+        ]
+        if rng.random() < 0.5:
+            sentences.append(f"Critics say {_pick(rng, _CRITICISMS)}.")
+        verb = f"{user.adverb} {present}" if rng.random() < 0.85 else present
+        core = f"{_drop_article(actor)} {verb} {_drop_article(obj)}" + (f" {place}" if rng.random() < 0.3 else "")
+        core = _title_case(core) if user.title_case else _cap(core)
+        title = f"{user.kicker}: {core}" if user.kicker_first else f"{core} | {user.kicker}"
+        item = {"text": " ".join(sentences), "title": title}
+        return _Entry(item=item, fields=item, gold=title)
+
+
+# -- lamp6: email subjects -----------------------------------------------------------------
+_PROJECTS = ("Apollo", "Falcon", "Orion", "Atlas", "Phoenix", "Nova", "Titan", "Zephyr", "Cobalt", "Harbor")
+_CITIES = ("Boston", "Denver", "Lisbon", "Osaka", "Toronto", "Nairobi", "Berlin", "Austin")
+_TIMES = ("9 am", "10:30", "noon", "2 pm", "4 pm")
+# (subject, body) with {project}, {day}, {time}, {city}, {n}
+_EMAILS: tuple[tuple[str, str], ...] = (
+    ("{project} sync moved to {day}", "The weekly {project} sync is moving to {day} at {time}. Please update your "
+     "calendar. We will go through the open action items and next steps."),
+    ("{project} deadline on {day}", "A reminder that the {project} deliverables are due on {day}. Send me your "
+     "sections by {time} so I can merge them. Let me know if anything is blocked."),
+    ("Updated budget for {project}", "I have attached the updated budget for {project}. Spending is about {n} percent "
+     "over plan this quarter. Please review the travel and software lines before {day}."),
+    ("{project} server outage", "The {project} servers went down this morning at {time}. The on-call team restored "
+     "most services and is still investigating. We will share a full report by {day}."),
+    ("Interview for the {project} team", "We have a strong candidate for the {project} team. Could you join the "
+     "interview on {day} at {time}? I will forward the resume shortly."),
+    ("{project} release delayed to {day}", "The {project} release is delayed to {day} because of a last-minute bug. "
+     "QA needs another pass on the payment flow. Please let our customers know."),
+    ("Trip to {city} next week", "I will be in {city} next week to meet the {project} partners. I am free on {day} if "
+     "you want to catch up. Hotel and flights are already booked."),
+    ("Customer feedback on {project}", "A major customer sent feedback about {project}. They like the new dashboard "
+     "but find the setup too slow. Can we discuss fixes on {day}?"),
+)
+_TAGS = ("[FYI]", "[Action needed]", "[Urgent]", "[Team]", "[Update]", "[Heads up]", "[Review]", "[Info]")
+_SIGN_OFFS = ("Thanks", "Best", "Cheers", "Regards", "Talk soon")
+
+
+@dataclass(frozen=True)
+class _Sender:
+    name: str
+    initials: str | None
+    projects: tuple[str, ...]
+    tag: str
+    lowercase: bool
+    sign_off: str
+
+
+class _Emails(_Persona):
+    """lamp6: the subject states the email's topic with the sender's tag and habits."""
+
+    def user(self, rng: random.Random) -> _Sender:
+        first, last = _pick(rng, _NAMES), _pick(rng, _SURNAMES)
+        return _Sender(name=first, initials=f"{first[0]}{last[0]}" if rng.random() < 0.5 else None,
+                       projects=tuple(rng.sample(_PROJECTS, _between(rng, 1, 2))), tag=_pick(rng, _TAGS),
+                       lowercase=rng.random() < 0.3, sign_off=_pick(rng, _SIGN_OFFS))
+
+    def entry(self, rng: random.Random, user: _Sender, question: bool) -> _Entry:
+        subject, body = _pick(rng, _EMAILS)
+        slots = {"project": _one_of(rng, user.projects, _PROJECTS, 0.8), "day": _pick(rng, _DAYS),
+                 "time": _pick(rng, _TIMES), "city": _pick(rng, _CITIES), "n": str(_between(rng, 3, 25))}
+        recipient = _distinct(rng, _NAMES, 1, exclude=(user.name,))[0]
+        text = f"Hi {recipient},\n\n{body.format(**slots)}\n\n{user.sign_off},\n{user.name}"
+        title = f"{user.tag} {subject.format(**slots)}" + (f" ({user.initials})" if user.initials else "")
+        if user.lowercase:
+            title = title.lower()
+        item = {"text": text, "title": title}
+        return _Entry(item=item, fields=item, gold=title)
+
+
+# -- lamp7: tweets -------------------------------------------------------------------------
+# (the user's casual wording, a neutral paraphrase) with {thing}, {activity}, {event}, {daypart}, {day}
+_TWEETS: tuple[tuple[str, str], ...] = (
+    ("{thing} is honestly the best part of my day", "The best part of my day is {thing}."),
+    ("cant stop thinking about {thing}", "I keep thinking about {thing}."),
+    ("{thing} again?? not ready for this", "I am not ready for {thing} again."),
+    ("finally got around to {activity}", "I have finally made time for {activity}."),
+    ("who else is hyped for {event}", "Is anyone else excited about {event}?"),
+    ("{thing} hits different on a {day}", "{thing} feels special on a {day}."),
+    ("spent the whole {daypart} {activity}", "I spent the entire {daypart} {activity}."),
+    ("nothing beats {thing} after a long week", "After a long week, nothing is better than {thing}."),
+    ("{event} was so worth it", "{event} was definitely worth it."),
+    ("why is {thing} so hard to find", "Why is it so difficult to find {thing}?"),
+    ("ok {event} just made my whole week", "{event} made my week much better."),
+    ("me vs {activity}: round two", "This is my second round of {activity}."),
+)
+_THINGS = ("a hot cup of coffee", "fresh pizza", "my cat", "the new album", "rainy mornings", "this weather",
+           "cold brew", "pancakes", "my playlist", "a quiet bookstore", "street tacos", "my old sneakers")
+_ACTIVITIES = ("cleaning my room", "reading that book", "training for the marathon", "fixing my bike",
+               "learning guitar", "baking bread", "planting tomatoes", "binge watching old sitcoms")
+_EVENTS = ("the concert tonight", "the season finale", "the big game", "summer break", "the weekend",
+           "the new movie", "the food festival", "our road trip")
+_DAYPARTS = ("morning", "afternoon", "evening", "weekend")
+_HASHTAGS = ("#blessed", "#mondaymood", "#nofilter", "#goals", "#foodie", "#gymlife", "#bookworm",
+             "#catsoftwitter", "#musiclover", "#weekendvibes", "#coffeeaddict", "#teamnosleep", "#grateful",
+             "#nerdlife", "#wanderlust", "#smalljoys")
+_CATCHPHRASES = ("ngl", "tbh", "lol", "just saying", "no cap", "for real", "honestly", "smh", "omg", "big mood")
+_EMOTICONS = (":)", ":D", "<3", ";)", "xD", ":P", "^_^")
+
+
+@dataclass(frozen=True)
+class _Tweeter:
+    hashtag: str
+    catchphrase: str | None
+    catchphrase_first: bool
+    emoticon: str | None
+    lowercase: bool
+    things: tuple[str, ...]
+    activities: tuple[str, ...]
+    events: tuple[str, ...]
+
+
+class _Tweets(_Persona):
+    """lamp7: the gold is the user's styled tweet; the input paraphrases its content neutrally."""
+
+    def user(self, rng: random.Random) -> _Tweeter:
+        return _Tweeter(hashtag=_pick(rng, _HASHTAGS),
+                        catchphrase=_pick(rng, _CATCHPHRASES) if rng.random() < 0.7 else None,
+                        catchphrase_first=rng.random() < 0.5,
+                        emoticon=_pick(rng, _EMOTICONS) if rng.random() < 0.5 else None,
+                        lowercase=rng.random() < 0.5, things=tuple(rng.sample(_THINGS, 3)),
+                        activities=tuple(rng.sample(_ACTIVITIES, 2)), events=tuple(rng.sample(_EVENTS, 2)))
+
+    def entry(self, rng: random.Random, user: _Tweeter, question: bool) -> _Entry:
+        casual, neutral = _pick(rng, _TWEETS)
+        slots = {"thing": _one_of(rng, user.things, _THINGS, 0.6),
+                 "activity": _one_of(rng, user.activities, _ACTIVITIES, 0.6),
+                 "event": _one_of(rng, user.events, _EVENTS, 0.6),
+                 "daypart": _pick(rng, _DAYPARTS), "day": _pick(rng, _DAYS)}
+        words = [casual.format(**slots)]
+        if user.catchphrase and rng.random() < 0.9:
+            words.insert(0 if user.catchphrase_first else 1, user.catchphrase)
+        if user.emoticon:
+            words.append(user.emoticon)
+        words.append(user.hashtag)
+        tweet = " ".join(words)
+        tweet = tweet.lower() if user.lowercase else _cap(tweet)
+        item = {"text": tweet}
+        fields = {"text": _cap(neutral.format(**slots))} if question else item
+        return _Entry(item=item, fields=fields, gold=tweet)
+
+
+_PERSONAS: dict[str, _Persona] = {
+    "lamp1": _Citations(), "lamp2": _Movies(), "lamp3": _Reviews(), "lamp4": _News(),
+    "lamp5": _Papers(), "lamp6": _Emails(), "lamp7": _Tweets(),
+}
+
+
+# -- writing -------------------------------------------------------------------------------
+def generate(task: TaskSpec, out_dir: Path, *, seed: int = 0, n_users: Mapping[str, int] | None = None,
+             profile_size: tuple[int, int] = DEFAULT_PROFILE_SIZE, time_based: bool = True) -> Path:
+    """Write official-format LaMP files for ``task`` into ``out_dir``; return ``out_dir``.
+
+    ``n_users`` maps split -> number of questions (missing splits take
+    :data:`DEFAULT_SIZES`; 0 writes an empty split); ``profile_size`` is the (min, max)
+    number of items per profile; ``time_based`` gives users several questions and a
+    ``user_id`` (see the module docstring).
+    """
+    persona = _PERSONAS.get(task.name)
+    if persona is None:
+        raise ValueError(f"no synthetic generator for task {task.name!r} (known: {', '.join(_PERSONAS)})")
     sizes = {**DEFAULT_SIZES, **(n_users or {})}
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for split, count in sizes.items():
-        golds: list[dict[str, str]] = []
+    unknown = sorted(set(sizes) - set(SPLITS))
+    if unknown or any(n < 0 for n in sizes.values()):
+        raise ValueError(f"n_users must map {', '.join(SPLITS)} to counts >= 0, got {dict(n_users or {})}")
+    low, high = profile_size
+    if not 1 <= low <= high:
+        raise ValueError(f"profile_size must be (min, max) with 1 <= min <= max, got {profile_size}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for split in SPLITS:
+        golds: list[tuple[str, str]] = []
+        records = _questions(task, persona, split, sizes[split], seed, low, high, time_based)
+        _write_atomic(out / f"{split}_questions.json", _json_list(records, golds))
+        if split != "test":  # LaMP withholds test golds
+            outputs = {"task": task.lamp_name, "golds": [{"id": i, "output": g} for i, g in golds]}
+            _write_atomic(out / f"{split}_outputs.json", (json.dumps(outputs, indent=1), "\n"))
+    return out
 
-        def records() -> Iterator[dict[str, Any]]:
-            for record, gold in _questions(task, split, count, seed, profile_size, time_based):
-                golds.append({"id": record["id"], "output": gold})
-                yield record
 
-        _write_json_list(out_dir / f"{split}_questions.json", records())
-        if split != "test":
-            (out_dir / f"{split}_outputs.json").write_text(
-                json.dumps({"task": task.lamp_name, "golds": golds}, ensure_ascii=False, indent=1) + "\n",
-                encoding="utf-8")
-    return out_dir
+def _questions(task: TaskSpec, persona: _Persona, split: str, count: int, seed: int, low: int, high: int,
+               time_based: bool) -> Iterator[tuple[str, str, str]]:
+    """Yield ``(id, record JSON, gold)`` per question, one user's timeline at a time.
+
+    Each item is serialized once and spliced into every profile that holds it, so a
+    user's later questions cost no re-encoding of the shared history.
+    """
+    code = _SPLIT_CODE[split]
+    ids = (f"{code}{n}" for n in itertools.count())
+    asked = 0
+    for user_number in itertools.count():
+        if asked >= count:
+            return
+        rng = random.Random(f"persona-bench/{GENERATOR_VERSION}/{seed}/{task.name}/{split}/{user_number}")
+        traits = persona.user(rng)
+        n_questions = 1
+        if time_based:
+            n_questions = min(rng.choices(*_QUESTIONS_PER_USER)[0], count - asked, high - low + 1)
+        positions = sorted(rng.sample(range(low, high + 1), n_questions))
+        user_id = f', "user_id": {json.dumps(f"{code}{user_number}")}' if time_based else ""
+        day = _FIRST_DAY + rng.randrange(_START_SPAN_DAYS)
+        items: list[str] = []
+        for position in range(positions[-1] + 1):
+            is_question = position in positions
+            entry = persona.entry(rng, traits, is_question)
+            if is_question:
+                order = list(range(position))
+                rng.shuffle(order)
+                qid = next(ids)
+                head = json.dumps({"id": qid, "input": task.input_template.format(**entry.fields)})
+                profile = ", ".join(items[i] for i in order)
+                yield qid, f'{head[:-1]}, "profile": [{profile}]{user_id}}}', entry.gold
+            day += _between(rng, 1, _MAX_STEP_DAYS)
+            items.append(json.dumps({"id": next(ids), "date": date.fromordinal(day).isoformat(), **entry.item}))
+        asked += n_questions
+
+
+def _json_list(records: Iterator[tuple[str, str, str]], golds: list[tuple[str, str]]) -> Iterator[str]:
+    """The text of a JSON list of question records, one per line; collects ``(id, gold)``."""
+    yield "["
+    for n, (qid, record, gold) in enumerate(records):
+        golds.append((qid, gold))
+        yield f"{',' if n else ''}\n{record}"
+    yield "\n]\n"
+
+
+def _write_atomic(path: Path, chunks: Iterable[str]) -> None:
+    """Stream ``chunks`` into ``path`` through a temp file and a rename.
+
+    Streaming keeps memory flat for LaMP-scale files; the rename means an interrupted
+    run never leaves a truncated file that looks like data.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with tmp.open("w", encoding="utf-8") as fh:
+            fh.writelines(chunks)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
