@@ -90,7 +90,7 @@ from tasks.lamp import LAMP2_TAGS
 
 T = TypeVar("T")
 
-GENERATOR_VERSION = "2"
+GENERATOR_VERSION = "3"
 SPLITS: tuple[str, ...] = ("train", "dev", "test")
 DEFAULT_SIZES: Mapping[str, int] = MappingProxyType({"train": 120, "dev": 60, "test": 20})
 DEFAULT_PROFILE_SIZE: tuple[int, int] = (20, 80)
