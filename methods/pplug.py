@@ -285,10 +285,13 @@ class PPlug(Method):
 
     # -- training -------------------------------------------------------------------------
     def epochs(self) -> int:
-        return self.params.epochs if self.params.epochs is not None else (1 if self.ctx.task.lamp_name == "LaMP_3"
-                                                                          else 2)
+        """The paper trains 2 epochs, 1 on LaMP-3 (its largest train set)."""
+        if self.params.epochs is not None:
+            return self.params.epochs
+        return 1 if self.ctx.task.lamp_name == "LaMP_3" else 2
 
     def train_cap(self) -> int | None:
+        """How many train examples to use (see :class:`PPlugParams`); ``None``: all."""
         p: PPlugParams = self.params
         if p.max_train_examples is not None:
             return p.max_train_examples
