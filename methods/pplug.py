@@ -75,7 +75,7 @@ class PPlugParams:
     history_dropout_copies: int = 0  # the reference code uses 10
     history_dropout_max: float = 0.5  # each copy drops a uniform 0..max share of the items
     max_train_examples: int | None = None
-    cpu_max_train_examples: int | None = 256
+    cpu_max_train_examples: int | None = 64
     max_steps: int | None = None  # cap on optimizer steps (smoke runs, tests)
 
 
