@@ -5,14 +5,14 @@ questions, 100-400 profile items each; a user's later questions repeat the earli
 ones' history, as in the official time-based files) and measures, each in a fresh
 subprocess so numbers do not leak between measurements:
 
-* ``loader``: :func:`tasks.loader.load_split` — wall time and peak RSS (``ru_maxrss``)
+* ``loader``: :func:`tasks.loader.load_split` — wall time and peak RSS (``VmHWM``)
   in one process; retained and peak Python heap (``tracemalloc``) in another (tracing
   slows parsing, so its time is not used);
 * ``json.loads``: the whole file parsed into Python objects and kept — the reference for
   "the data held once as parsed JSON", which is what a loader that keeps the parsed file
   (or builds Examples from it without sharing) holds at least;
 * ``bench run``: a full run over every question with a cheap method (``adhoc`` on the
-  tiny random LLM, greedy, 1 new token, default), peak RSS from ``wait4``; the same run
+  tiny random LLM, greedy, 1 new token, default), peak RSS (``VmHWM``); the same run
   over a 20-question split of the same profile sizes gives the fixed cost (Python,
   torch, model), so the difference is what the data costs.
 
@@ -37,13 +37,23 @@ from benchmarks._common import machine, machine_line, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 
-_LOADER_CHILD = r"""
-import gc, json, resource, sys, time, tracemalloc
+# ru_maxrss survives fork+exec on Linux (a child reports its parent's high-water mark), so
+# peaks come from /proc/self/status: VmHWM belongs to the process's own address space.
+_VM = r"""
+def vm(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) * 1024
+    return 0
+"""
+
+_LOADER_CHILD = _VM + r"""
+import gc, json, sys, time, tracemalloc
 from harness.registries import TASKS
 from tasks.loader import load_split
 task, where, split, trace = TASKS.get(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4] == "1"
 gc.collect()
-rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+rss0 = vm("VmRSS")
 if trace:
     tracemalloc.start()
 start = time.perf_counter()
@@ -55,16 +65,16 @@ refs = sum(len(e.profile) for e in data.examples)
 distinct = len({id(item) for e in data.examples for item in e.profile})
 ids = len({item["id"] for e in data.examples for item in e.profile})
 print(json.dumps({"seconds": seconds, "rss_before": rss0,
-                  "rss_peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+                  "rss_peak": vm("VmHWM"),
                   "heap_retained": current, "heap_peak": peak, "questions": len(data.examples),
                   "item_refs": refs, "item_objects": distinct, "item_ids": ids}))
 """
 
-_JSON_CHILD = r"""
-import gc, json, resource, sys, time, tracemalloc
+_JSON_CHILD = _VM + r"""
+import gc, json, sys, time, tracemalloc
 path, trace = sys.argv[1], sys.argv[2] == "1"
 gc.collect()
-rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+rss0 = vm("VmRSS")
 if trace:
     tracemalloc.start()
 start = time.perf_counter()
@@ -74,7 +84,7 @@ seconds = time.perf_counter() - start
 gc.collect()
 current, peak = tracemalloc.get_traced_memory() if trace else (0, 0)
 print(json.dumps({"seconds": seconds, "rss_before": rss0,
-                  "rss_peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+                  "rss_peak": vm("VmHWM"),
                   "heap_retained": current, "heap_peak": peak}))
 """
 
@@ -91,17 +101,29 @@ def _child(code: str, *args: str) -> dict[str, Any]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _timed_process(cmd: list[str]) -> dict[str, Any]:
-    """Run ``cmd``; wall seconds and its own peak RSS (``wait4``), raising on failure."""
+_CLI_CHILD = _VM + r"""
+import json, os, sys
+from harness.cli import main
+sys.argv = ["bench", *sys.argv[1:]]
+try:
+    main()
+finally:
+    with open(os.environ["BENCH_VMHWM_FILE"], "w") as fh:
+        json.dump({"rss_peak": vm("VmHWM")}, fh)
+"""
+
+
+def _timed_process(args: list[str]) -> dict[str, Any]:
+    """``bench <args>`` in a fresh process: wall seconds and its own peak RSS (VmHWM)."""
     start = time.perf_counter()
-    with tempfile.TemporaryFile() as log:
-        proc = subprocess.Popen(cmd, env=_env(), stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
+    with tempfile.TemporaryDirectory() as tmp:
+        hwm = Path(tmp) / "vmhwm.json"
+        proc = subprocess.run([sys.executable, "-c", _CLI_CHILD, *args], env={**_env(), "BENCH_VMHWM_FILE": str(hwm)},
+                              capture_output=True, text=True, cwd=ROOT)
+        seconds = time.perf_counter() - start
         if proc.returncode != 0:
-            log.seek(0)
-            raise RuntimeError(f"{' '.join(cmd)} failed:\n{log.read().decode(errors='replace')[-3000:]}")
-    return {"seconds": time.perf_counter() - start, "rss_peak": usage.ru_maxrss * 1024}
+            raise RuntimeError(f"bench {' '.join(args)} failed:\n{proc.stderr[-3000:]}")
+        return {"seconds": seconds, **json.loads(hwm.read_text())}
 
 
 def dataset(task_name: str, questions: int, lo: int, hi: int, seed: int = 0) -> Path:
@@ -123,7 +145,7 @@ def dataset(task_name: str, questions: int, lo: int, hi: int, seed: int = 0) -> 
 
 
 def bench_run(task: str, where: Path, method: str, out: Path) -> dict[str, Any]:
-    cmd = [sys.executable, "-c", "from harness.cli import main; main()", "run", "--method", method, "--task", task,
+    cmd = ["run", "--method", method, "--task", task,
            "--data", str(where), "--llm", "tiny-causal", "--encoder", "tiny-encoder", "--beams", "1",
            "--max-new-tokens", "1", "--batch-size", "64", "--no-progress", "--out", str(out)]
     return _timed_process(cmd)
