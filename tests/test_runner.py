@@ -83,7 +83,7 @@ def test_crash_then_resume_equals_uninterrupted(tmp_path):
 def test_killed_process_resumes_to_the_same_predictions(tmp_path):
     """Kill a real `bench run` with SIGKILL mid-way, rerun it, compare with a clean run."""
     args = ["--method", "adhoc", "--task", "lamp2", "--llm", "tiny-causal", "--data", "synthetic",
-            "--limit", "48", "--beams", "4", "--max-new-tokens", "24", "--batch-size", "2", "--no-progress"]
+            "--limit", "24", "--beams", "4", "--max-new-tokens", "24", "--batch-size", "2", "--no-progress"]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     cmd = [sys.executable, "-c", "from harness.cli import main; main()", "run", *args]
     proc = subprocess.Popen([*cmd, "--out", str(tmp_path / "killed")], env=env,
