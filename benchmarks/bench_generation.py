@@ -206,7 +206,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
           machine_line(), "",
           f"Dense fp32 matmul peak measured in the same run: **{peak:.1f} GFLOP/s** "
           f"(2048x2048 GEMM, best of before and after the measurements; {peak_start:.1f} before). Timings are "
-          "interleaved chunk by chunk (batched / batch-1 alternating first) so both see the same machine load. A plain batched forward pass of {args.llm} over these prompts reaches "
+          "interleaved chunk by chunk (batched / batch-1 alternating first) so both see the same machine load."
+          f" A plain batched forward pass of {args.llm} over these prompts reaches "
           f"{fwd:.1f} GFLOP/s ({fwd / peak:.0%} of peak).", "",
           f"{len(prompts)} prompts ({in_tokens} prompt tokens), up to {args.max_new_tokens} new tokens, "
           f"batch {args.batch_size}; parameters {counts['total'] / 1e6:.1f}M "
