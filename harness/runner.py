@@ -91,16 +91,12 @@ def resolve(request: RunRequest) -> tuple[TaskSpec, type[Method], Any, Split, Ru
                "Scores measure the harness and planted per-user signals, not real users. "
                "Pass --data DIR for the official LaMP files.")
     config = RunConfig(
-        task=task.name, method=method_name, params=_params_dict(params), llm=request.llm,
+        task=task.name, method=method_name, params=dataclasses.asdict(params), llm=request.llm,
         encoder=request.encoder, data_kind=split.source.kind, data_location=split.source.location,
         data_checksum=split.source.checksum, split=request.split, limit=request.limit, seed=request.seed,
         generation=request.generation, shard=request.shard if request.shard is not None else distributed.env_shard(),
     )
     return task, method_cls, params, split, config
-
-
-def _params_dict(params: Any) -> dict[str, Any]:
-    return dataclasses.asdict(params)
 
 
 def notice(message: str) -> None:
@@ -177,12 +173,11 @@ def _fit(method: Method, task: TaskSpec, request: RunRequest, rundir: RunDir) ->
 
 def _fit_and_record(method: Method, train: Split, rundir: RunDir, write: bool = True) -> dict[str, Any]:
     fit_path = rundir.artifacts / "fit.json"
-    rss_before = peak_rss_mb()
     start = time.perf_counter()
     method.fit(list(train.examples))
     if fit_path.exists():
         return _read_json(fit_path)
-    info = {"fit_seconds": time.perf_counter() - start, "fit_peak_rss_mb": max(peak_rss_mb(), rss_before),
+    info = {"fit_seconds": time.perf_counter() - start, "fit_peak_rss_mb": peak_rss_mb(),
             "train_examples": len(train.examples), "train_checksum": train.source.checksum}
     if write:
         atomic_write_json(fit_path, info)
