@@ -203,14 +203,19 @@ class Backbone:
         full = [r + t for r, t in zip(rows, tgts)]
         embeds, mask = self._assemble(full, prefix, left_pad=False)
         n_prefix = 0 if prefix is None else prefix.shape[1]
-        labels = torch.full(mask.shape, -100, dtype=torch.long)
-        for i, (r, t) in enumerate(zip(rows, tgts)):
-            start = n_prefix + len(r)
-            labels[i, start : start + len(t)] = torch.tensor(t)
+        # Position p predicts token p+1, so target token j of row i is scored at
+        # n_prefix + len(prompt_i) - 1 + j (a first token with no context is not scored).
+        where = [(i, n_prefix + len(r) - 1 + j, tok) for i, (r, t) in enumerate(zip(rows, tgts))
+                 for j, tok in enumerate(t) if n_prefix + len(r) - 1 + j >= 0]
+        row_idx, pos_idx, label_ids = (torch.tensor(col, device=self.device) for col in zip(*where))
+        hidden = self.model.base_model(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
+        # The output projection runs on the target positions only: on short targets after
+        # long prompts (every LaMP task) the full [B, T, vocab] logits are most of the cost.
+        logits = self.model.get_output_embeddings()(hidden[row_idx, pos_idx])
+        ce = torch.nn.functional.cross_entropy(logits.float(), label_ids, reduction="none")
         if per_example:
-            logits = self.model(inputs_embeds=embeds, attention_mask=mask).logits
-            return _per_example_loss(logits[:, :-1], labels[:, 1:].to(self.device))
-        return self.model(inputs_embeds=embeds, attention_mask=mask, labels=labels.to(self.device)).loss
+            return torch.zeros(len(rows), dtype=ce.dtype, device=ce.device).index_add(0, row_idx, ce)
+        return ce.mean()
 
 
 def _per_example_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

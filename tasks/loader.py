@@ -158,6 +158,17 @@ def _few(ids: Sequence[str]) -> str:
 
 
 # -- validation of plain dicts (shared with tasks.hf) ------------------------------------------
+def _checked_id(obj: dict[str, Any], where: str, problems: Problems) -> str | None:
+    """The object's ``id`` as text, or None after recording why it is missing or malformed."""
+    if "id" not in obj:
+        problems.add(f'{where}: missing field "id"')
+        return None
+    text = _id_text(obj["id"])
+    if text is None:
+        problems.add(f'{where}: field "id" must be a string or integer, got {_type(obj["id"])}')
+    return text
+
+
 def _check_items(profile: list[Any], task: TaskSpec, file: str, where: str, problems: Problems) -> bool:
     """Validate and normalize a profile's items in place; False if any item is malformed."""
     ok = True
@@ -169,19 +180,14 @@ def _check_items(profile: list[Any], task: TaskSpec, file: str, where: str, prob
             problems.add(f"{at}: must be an object, got {_type(item)}")
             ok = False
             continue
-        if "id" not in item:
-            problems.add(f'{at}: missing field "id"')
+        item_id = _checked_id(item, at, problems)
+        if item_id is None:
             ok = False
         else:
-            item_id = _id_text(item["id"])
-            if item_id is None:
-                problems.add(f'{at}: field "id" must be a string or integer, got {_type(item["id"])}')
-                ok = False
-            else:
-                item["id"] = item_id
-                at = f'{at} (id "{item_id}")'
-                repeated = repeated or item_id in seen
-                seen.add(item_id)
+            item["id"] = item_id
+            at = f'{at} (id "{item_id}")'
+            repeated = repeated or item_id in seen
+            seen.add(item_id)
         for name in task.item_fields:
             if name not in item:
                 problems.add(f'{at}: missing field "{name}"')
@@ -217,18 +223,10 @@ def example_from_record(record: Any, index: int, task: TaskSpec, file: str, prob
     if not isinstance(record, dict):
         problems.add(f"{where}: must be an object with id, input and profile, got {_type(record)}")
         return None
-    ok = True
-    qid = None
-    if "id" not in record:
-        problems.add(f'{where}: missing field "id"')
-        ok = False
-    else:
-        qid = _id_text(record["id"])
-        if qid is None:
-            problems.add(f'{where}: field "id" must be a string or integer, got {_type(record["id"])}')
-            ok = False
-        else:
-            where = f'{where} (id "{qid}")'
+    qid = _checked_id(record, where, problems)
+    ok = qid is not None
+    if qid is not None:
+        where = f'{where} (id "{qid}")'
     text = record.get("input")
     if "input" not in record:
         problems.add(f'{where}: missing field "input"')
