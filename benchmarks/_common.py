@@ -48,8 +48,9 @@ def machine() -> dict[str, Any]:
     }
 
 
-def machine_line() -> str:
-    m = machine()
+def machine_line(m: dict[str, Any] | None = None) -> str:
+    """One line describing ``m`` (default: this machine, now)."""
+    m = m or machine()
     gpu = m["gpu"] or "no GPU"
     return (f"Machine: {m['cpu']}, {m['affinity_cores'] or m['cores']} cores, {m['memory_gib']} GiB, {gpu}; "
             f"torch {m['torch']} with {m['torch_threads']} threads; 1-minute load average when written: "
