@@ -1,5 +1,5 @@
 # The two commands of the README. Both install what they need first.
-.PHONY: demo test test-all setup bench
+.PHONY: demo test test-all setup bench results-small results-real
 
 setup:
 	bash scripts/setup.sh
@@ -14,3 +14,17 @@ test: setup
 
 bench: setup
 	.venv/bin/python -m benchmarks
+
+# The committed small-scale results: every small sweep (finished cells are reused), then
+# the tables and figures. CPU-only, about an hour and a half from scratch on 2 cores.
+SMALL := results/synthetic-small
+results-small: setup
+	for s in table1 ablation table2 table3 longer-training; do .venv/bin/bench sweep sweeps/$$s-small.toml; done
+	for f in md csv latex; do .venv/bin/bench table --runs $(SMALL)/runs --table 1 --format $$f --out $(SMALL); done
+	for t in ablation 2 3 cost; do .venv/bin/bench table --runs $(SMALL)/runs --table $$t --out $(SMALL); done
+
+# The real-data grid (needs ../shared/realdata or $$PERSONA_BENCH_REALDATA); run folders
+# hold the datasets' text and stay in runs/real, only the tables go to results/real.
+results-real: setup
+	.venv/bin/bench sweep sweeps/real-small.toml
+	for t in 1 cost; do .venv/bin/bench table --runs runs/real --table $$t --out results/real; done

@@ -134,3 +134,15 @@ def test_unknown_method_and_bad_params_fail_clearly(tmp_path):
         run(request(tmp_path, method="adhok"))
     with pytest.raises(ValueError, match="unknown parameter 'k'"):
         run(request(tmp_path, params={"k": "3"}))
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="per-cell peak memory needs Linux /proc")
+def test_peak_memory_window_restarts_per_cell():
+    from harness.runner import peak_rss_mb, reset_peak_rss
+
+    block = bytearray(300 * 2**20)  # touch 300 MiB, then free it
+    block[:: 4096] = b"x" * len(block[:: 4096])
+    del block
+    before = peak_rss_mb()
+    reset_peak_rss()  # a new cell: the earlier cell's peak must not be charged to it
+    assert peak_rss_mb() < before - 200
