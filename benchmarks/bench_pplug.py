@@ -111,7 +111,7 @@ def main() -> None:
         batches = fixed_batches(dev, args.batch_size)
         inference = time_inference(AdHoc(ctx), pplug, batches, args.rounds)
         trainable = pplug.cost()["trainable_parameters"]
-        artifact = pplug.cost()["artifact_bytes"]
+        artifact = pplug.weights_path.stat().st_size
     per_example, tokens = inference["seconds"], inference["generated_tokens"]
     overhead = per_example["pplug"] - per_example["adhoc"]
     result = {"llm": args.llm, "encoder": args.encoder, "task": args.task, "n": len(dev), "beams": args.beams,

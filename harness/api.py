@@ -107,13 +107,18 @@ class TaskSpec:
         return (self.item_template or self.input_template).format(**item)
 
 
+USER_ARTIFACTS = "users"  # artifacts_dir/users/<one entry per user>: per-user state, sized by the runner
+
+
 @dataclass
 class RunContext:
     """What the runner hands a method: the task, models, settings and a place to save.
 
     ``llm()`` and ``encoder()`` load lazily and are shared by every method in a process.
     ``artifacts_dir`` lives inside the run directory; trained weights go there
-    (safetensors) so rerunning the same config reuses them.
+    (safetensors) so rerunning the same config reuses them. State kept *per user* goes
+    under ``user_artifacts_dir``, one entry (file or folder) per user: the runner reports
+    its size as the method's stored bytes per user, and the rest as shared bytes.
     """
 
     task: TaskSpec
@@ -137,6 +142,10 @@ class RunContext:
         from harness.encoders import load_encoder
 
         return load_encoder(self.encoder_name, device=self.device)
+
+    @property
+    def user_artifacts_dir(self) -> Path:
+        return self.artifacts_dir / USER_ARTIFACTS
 
     @property
     def max_new_tokens(self) -> int:
@@ -171,7 +180,8 @@ class Method(ABC):
       ``ctx.artifacts_dir`` and reuse it when it is already there.
     * ``predict(batch)``: return one raw generation per example, in order. The task's
       ``parse_output`` and the official metrics are applied by the harness.
-    * ``cost()``: optional extra cost figures (e.g. ``stored_bytes_per_user``).
+    * ``cost()``: optional extra cost figures (e.g. users trained per minute); stored
+      bytes are measured by the runner from ``ctx.artifacts_dir``.
     """
 
     Params: ClassVar[type] = NoParams

@@ -23,7 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from harness import distributed
-from harness.api import Example, Method, RunContext, Split, TaskSpec, parse_params
+from harness.api import USER_ARTIFACTS, Example, Method, RunContext, Split, TaskSpec, parse_params
 from harness.backbones import GenerationSettings
 from harness.metrics import score
 from harness.registries import METHODS, TASKS
@@ -85,6 +85,20 @@ def peak_rss_mb() -> float:
     except (OSError, ValueError, IndexError):
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def storage_cost(artifacts: Path) -> dict[str, float]:
+    """What a method keeps on disk: shared bytes, and bytes per user (``users/``, one entry each)."""
+    def size(path: Path) -> int:
+        if path.is_file():
+            return path.stat().st_size
+        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else 0
+
+    users = artifacts / USER_ARTIFACTS
+    entries = [e for e in users.iterdir() if not e.name.startswith(".")] if users.is_dir() else []
+    per_user = sum(size(e) for e in entries)
+    return {"shared_bytes": float(size(artifacts) - size(users)),
+            "stored_bytes_per_user": per_user / len(entries) if entries else 0.0}
 
 
 def load_task_split(task: TaskSpec, data: str, split: str, seed: int) -> Split:
@@ -233,6 +247,7 @@ def _finish(task: TaskSpec, method: Method, examples: Sequence[Example], rundir:
             "predict_seconds": sum(r["seconds"] for r in ordered),
             "predict_seconds_per_example": sum(r["seconds"] for r in ordered) / len(ordered),
             "peak_rss_mb": peak_rss_mb(),
+            **storage_cost(rundir.artifacts),
             **method.cost(),
         },
     }

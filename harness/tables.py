@@ -645,9 +645,9 @@ def _write_csv(rows: Iterable[Mapping[str, Any]]) -> str:
 
 
 # -- cost ----------------------------------------------------------------------------------------
-COST_FIELDS = ("fit_seconds", "predict_seconds_per_example", "peak_rss_mb", "stored_bytes_per_user")
+COST_FIELDS = ("fit_seconds", "predict_seconds_per_example", "peak_rss_mb", "shared_bytes", "stored_bytes_per_user")
 COST_LABELS = {"fit_seconds": "train s", "predict_seconds_per_example": "infer s/ex", "peak_rss_mb": "peak RSS MB",
-               "stored_bytes_per_user": "stored B/user"}
+               "shared_bytes": "stored, shared", "stored_bytes_per_user": "stored per user"}
 
 
 def _cost_fields(grid: Grid) -> list[str]:

@@ -302,12 +302,8 @@ class OPPU(Method):
         self._retriever: Retriever | None = None
 
     # paths and settings
-    @property
-    def users_dir(self) -> Path:
-        return self.ctx.artifacts_dir / "users"
-
     def user_path(self, user_key: str) -> Path:
-        return self.users_dir / f"{safe_name(user_key)}.safetensors"
+        return self.ctx.user_artifacts_dir / f"{safe_name(user_key)}.safetensors"
 
     def module_names(self) -> list[str]:
         model = self.ctx.llm().model
@@ -409,12 +405,7 @@ class OPPU(Method):
                               g.num_beams, self.ctx.max_new_tokens, g.max_input_tokens)
 
     def cost(self) -> dict[str, float]:
-        files = list(self.users_dir.glob("*.safetensors")) if self.users_dir.exists() else []
-        out: dict[str, float] = {"users_with_adapters": float(len(files))}
-        if files:
-            out["adapter_bytes_per_user"] = sum(f.stat().st_size for f in files) / len(files)
-        if self.trained_users:
-            out["users_trained"] = float(len(self.trained_users))
-            out["user_train_seconds"] = self.user_train_seconds
-            out["users_per_minute"] = 60.0 * len(self.trained_users) / max(self.user_train_seconds, 1e-9)
-        return out
+        if not self.trained_users:
+            return {}
+        return {"users_trained": float(len(self.trained_users)), "user_train_seconds": self.user_train_seconds,
+                "users_per_minute": 60.0 * len(self.trained_users) / max(self.user_train_seconds, 1e-9)}

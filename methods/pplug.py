@@ -405,7 +405,6 @@ class PPlug(Method):
         if self.plug is None:
             return {}
         return {"trainable_parameters": float(sum(q.numel() for q in self.plug.parameters() if q.requires_grad)),
-                "artifact_bytes": float(self.weights_path.stat().st_size) if self.weights_path.exists() else 0.0,
                 "soft_tokens": float(self.plug.n_tokens)}
 
 

@@ -144,7 +144,7 @@ def test_time_based_user_shares_one_adapter_user_based_questions_do_not(tmp_path
     method.predict([example("q1", "U", profile), example("q2", "U", profile),
                     example("q3", None, tweets("x", 2, "tree")), example("q4", None, tweets("y", 2, "rock"))])
     assert sorted(method.trained_users) == ["U", "q:q3", "q:q4"]
-    assert len(list(method.users_dir.glob("*.safetensors"))) == 3
+    assert len(list(method.ctx.user_artifacts_dir.glob("*.safetensors"))) == 3
 
 
 # -- resume, save/reload --------------------------------------------------------------------

@@ -146,3 +146,17 @@ def test_peak_memory_window_restarts_per_cell():
     before = peak_rss_mb()
     reset_peak_rss()  # a new cell: the earlier cell's peak must not be charged to it
     assert peak_rss_mb() < before - 200
+
+
+def test_storage_cost_splits_shared_and_per_user_bytes(tmp_path):
+    from harness.runner import storage_cost
+
+    assert storage_cost(tmp_path / "none") == {"shared_bytes": 0.0, "stored_bytes_per_user": 0.0}
+    (tmp_path / "plugin.safetensors").write_bytes(b"x" * 100)
+    users = tmp_path / "users"
+    (users / "b").mkdir(parents=True)
+    (users / "a.safetensors").write_bytes(b"x" * 10)  # a user as one file
+    (users / "b" / "1.bin").write_bytes(b"x" * 5)  # a user as a folder
+    (users / "b" / "2.bin").write_bytes(b"x" * 15)
+    (users / ".a.safetensors.tmp").write_bytes(b"x" * 999)  # a half-written file is no user
+    assert storage_cost(tmp_path) == {"shared_bytes": 100.0, "stored_bytes_per_user": 15.0}
