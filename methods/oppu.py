@@ -56,6 +56,8 @@ from typing import Any
 
 import torch
 
+from tqdm.auto import tqdm
+
 from harness.api import Example, Method, TaskSpec
 from harness.backbones import Backbone
 from harness.lora import (
@@ -195,15 +197,18 @@ def _set_peft(layers: Mapping[str, Any], weights: Mapping[str, tuple[torch.Tenso
 
 
 def train_sequential(backbone: Backbone, module_names: Sequence[str], jobs: Sequence[Steps],
-                     init: LoRAWeights | None, hp: TrainSettings, seed: int = 0) -> list[LoRAWeights]:
+                     init: LoRAWeights | None, hp: TrainSettings, seed: int = 0,
+                     desc: str | None = None) -> list[LoRAWeights]:
     """The reference path: one peft LoRA trained per job, one job after another.
 
     ``init=None`` keeps peft's own initialisation (drawn under ``seed``; stage 1);
     otherwise every job starts from a copy of ``init`` (stage 2, the task LoRA).
+    ``desc`` names a progress bar over all optimizer steps (``None``: no bar).
     """
     torch.manual_seed(seed)
     out: list[LoRAWeights] = []
-    with peft_lora(backbone.model, module_names, hp.r, hp.alpha) as layers:
+    bar = tqdm(total=sum(map(len, jobs)), desc=desc, unit="step", disable=desc is None)
+    with bar, peft_lora(backbone.model, module_names, hp.r, hp.alpha) as layers:
         start = init if init is not None else _get_peft(layers)
         params = [p for m in layers.values() for p in (m.lora_A["default"].weight, m.lora_B["default"].weight)]
         for steps in jobs:
@@ -220,23 +225,25 @@ def train_sequential(backbone: Backbone, module_names: Sequence[str], jobs: Sequ
                 opt.step()
                 sched.step()
                 opt.zero_grad(set_to_none=True)
+                bar.update()
             out.append(_get_peft(layers))
     return out
 
 
 def train_batched(backbone: Backbone, module_names: Sequence[str], jobs: Sequence[Steps],
-                  init: LoRAWeights, hp: TrainSettings) -> list[LoRAWeights]:
+                  init: LoRAWeights, hp: TrainSettings, desc: str | None = None) -> list[LoRAWeights]:
     """All jobs (users) at once: step ``t`` of every user still training shares a pass.
 
     Per step, the loss is ``sum_u mean_u`` where ``mean_u`` is user ``u``'s token-mean
     loss over its own minibatch (what ``Backbone.loss`` returns for that minibatch
     alone), so ``d loss / d theta_u`` is exactly user ``u``'s standalone gradient.
     Clipping, AdamW moments, step counts and learning rates are per user, and users
-    with no minibatch left are not touched.
+    with no minibatch left are not touched. ``desc`` names a progress bar (``None``: none).
     """
     n = len(jobs)
     totals = [len(steps) for steps in jobs]
-    with BatchedLoRA(backbone.model, module_names, n, hp.r, hp.alpha) as lora:
+    bar = tqdm(total=max(totals, default=0), desc=desc, unit="step", disable=desc is None)
+    with bar, BatchedLoRA(backbone.model, module_names, n, hp.r, hp.alpha) as lora:
         for u in range(n):
             lora.set_slot(u, init)
         params = lora.parameters()
@@ -259,6 +266,7 @@ def train_batched(backbone: Backbone, module_names: Sequence[str], jobs: Sequenc
             clip_grad_norm_per_slot(params, hp.max_grad_norm)
             opt.step([hp.lr * linear_warmup_decay(t, totals[u], hp.warmup_ratio) for u in range(n)], active)
             opt.zero_grad()
+            bar.update()
         return [lora.slot_weights(u) for u in range(n)]
 
 
@@ -317,6 +325,10 @@ class OPPU(Method):
                              max_input_tokens=p.max_input_tokens, max_target_tokens=p.max_target_tokens,
                              max_batch_examples=p.max_batch_examples)
 
+    def _desc(self, what: str) -> str | None:
+        """A progress-bar label, or None when the run shows no progress."""
+        return f"{self.ctx.task.name}/{what}" if self.ctx.progress else None
+
     # prompts
     def prompt(self, text: str, profile: Sequence[Mapping[str, Any]]) -> str:
         """The task input, with ``k`` retrieved profile items in LaMP's official prompt."""
@@ -352,7 +364,8 @@ class OPPU(Method):
         pairs = [(self.prompt(e.input, e.profile), str(e.output)) for e in chosen]
         steps = schedule(pairs, p.task_epochs, p.batch_size, stable_seed(self.ctx.seed, "task"))
         (self.task_lora,) = train_sequential(self.ctx.llm(), self.module_names(), [steps], None,
-                                             self.settings("task"), seed=self.ctx.seed)
+                                             self.settings("task"), seed=self.ctx.seed,
+                                             desc=self._desc("oppu task LoRA"))
         save_lora(path, self.task_lora, {"stage": "task", "n_pairs": str(len(pairs)), "n_steps": str(len(steps))})
 
     # stage 2
@@ -387,7 +400,8 @@ class OPPU(Method):
         pairs = {u: self.pairs_for(profiles[u]) for u in users}
         jobs = [schedule(pairs[u], p.epochs, p.batch_size, stable_seed(self.ctx.seed, "user", u)) for u in users]
         train = train_batched if p.trainer == "batched" else train_sequential
-        weights = train(self.ctx.llm(), self.module_names(), jobs, self.task_lora, self.settings("user"))
+        weights = train(self.ctx.llm(), self.module_names(), jobs, self.task_lora, self.settings("user"),
+                        desc=self._desc(f"oppu {len(users)} user adapters"))
         for u, w, steps in zip(users, weights, jobs):
             save_lora(self.user_path(u), w, {"user_key": u, "n_pairs": str(len(pairs[u])), "n_steps": str(len(steps))})
             self.training_pairs[u] = pairs[u]
