@@ -753,13 +753,14 @@ def figure_bars(grid: Grid, path_stem: Path) -> list[Path]:
                 ys.append(v)
                 lo.append(max(0.0, v - ci[0]))
                 hi.append(max(0.0, ci[1] - v))
-            ax.bar(xs, ys, width, yerr=[lo, hi], capsize=2, color=colors(j % colors.N), label=col.label)
+            if xs:  # an empty bar set would give the legend a handle without this column's colour
+                ax.bar(xs, ys, width, yerr=[lo, hi], capsize=2, color=colors(j % colors.N), label=col.label)
         ax.set_xticks(range(len(metrics)), [f"{METRIC_LABELS.get(m, m)} {arrow(m)}" for m in metrics])
         ax.set_title(task)
         ax.grid(axis="y", alpha=0.3)
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
-    _legend_and_title(fig, axes, f"{TITLES[grid.which]}\n{grid.describe()}")
+    _legend_and_title(fig, axes, f"{TITLES[grid.which]}\n{grid.describe()}", [c.label for c in grid.columns])
     return _save(fig, path_stem)
 
 
@@ -793,20 +794,21 @@ def figure_quality_vs_cost(grid: Grid, path_stem: Path) -> list[Path]:
             ax.set_ylabel(f"{METRIC_LABELS.get(metric, metric)} {arrow(metric)}")
             ax.set_title(task, fontsize=9)
             ax.grid(alpha=0.3)
-    _legend_and_title(fig, axes, f"Quality vs cost (error bars: 95% CI)\n"
-                                 f"{grid.describe()}")
+    _legend_and_title(fig, axes, f"Quality vs cost (error bars: 95% CI)\n{grid.describe()}",
+                      [c.label for c in grid.columns])
     return _save(fig, path_stem)
 
 
-def _legend_and_title(fig: Any, axes: Any, title: str) -> None:
-    """One legend for every column of the figure (a column may be missing from some tasks)."""
+def _legend_and_title(fig: Any, axes: Any, title: str, order: Sequence[str]) -> None:
+    """One legend for every column of the figure, in column order (a column may be missing from some tasks)."""
     import textwrap
 
-    seen: dict[str, Any] = {}
+    found: dict[str, Any] = {}
     for ax in axes.flat:
         for handle, label in zip(*ax.get_legend_handles_labels()):
-            seen.setdefault(label, handle)
-    ncol = min(6, max(1, len(seen)))
+            found.setdefault(label, handle)
+    seen = {label: found[label] for label in order if label in found}
+    ncol = min(6 if max(map(len, seen), default=0) <= 30 else 3, max(1, len(seen)))
     fig.legend(list(seen.values()), list(seen), loc="lower center", ncol=ncol, fontsize=8, frameon=False)
     width = max(60, int(fig.get_figwidth() * 14))
     wrapped = "\n".join(textwrap.fill(line, width) for line in title.split("\n"))
