@@ -95,9 +95,9 @@ def write_perf(outcomes: list[dict[str, Any]], total: float) -> Path:
             status += f": {o['error']}"
         lines.append(f"| {name} | {status} | {o['seconds']:.0f} | {', '.join(files) or '-'} |")
     ran = {o["name"] for o in outcomes}
-    for name in discover():
-        if name not in ran and (RESULTS / f"{name}.md").exists():
-            lines.append(f"| {name} | not run in this invocation | - | [{name}.md]({name}.md) (an earlier run) |")
+    earlier = [n for n in discover() if n not in ran and (RESULTS / f"{n}.md").exists()]  # last results kept
+    for name in earlier:
+        lines.append(f"| {name} | not run in this invocation | - | [{name}.md]({name}.md) (an earlier run) |")
     lines += ["", f"Total: {total:.0f} s.", ""]
     for o in outcomes:
         md = RESULTS / f"{o['name']}.md"
@@ -111,10 +111,9 @@ def write_perf(outcomes: list[dict[str, Any]], total: float) -> Path:
         else:
             lines.append(f"Not measured: {o['error'] or 'no result written'}.")
         lines.append("")
-    for name in discover():  # the last result of every benchmark not run now, labelled as such
-        md = RESULTS / f"{name}.md"
-        if name not in ran and md.exists():
-            lines += [f"## {name} (an earlier run, not re-measured in this one)", "", _demote(md.read_text()).strip(), ""]
+    for name in earlier:  # the last result of every benchmark not run now, labelled as such
+        md = (RESULTS / f"{name}.md").read_text()
+        lines += [f"## {name} (an earlier run, not re-measured in this one)", "", _demote(md).strip(), ""]
     path = RESULTS / "perf.md"
     RESULTS.mkdir(exist_ok=True)
     path.write_text("\n".join(lines).rstrip() + "\n")

@@ -605,10 +605,10 @@ def _test_fields(name: str, test: stats.PairedTest | None) -> dict[str, Any]:
 def csv_rows(grid: Grid) -> list[dict[str, Any]]:
     """Long format: one row per (task, metric, column); cost tables add cost fields as metrics."""
     rows = []
+    cost_fields = _cost_fields(grid) if grid.which == "cost" else []
     for (task, col), cell in sorted(grid.cells.items(), key=lambda kv: (task_rank(kv[0][0]), kv[0][1])):
-        metric_list = grid.metrics[task] + (_cost_fields(grid) if grid.which == "cost" else [])
-        for metric in metric_list:
-            if grid.which == "cost" and metric in _cost_fields(grid):
+        for metric in grid.metrics[task] + cost_fields:
+            if metric in cost_fields:
                 values = [r.cost[metric] for r in cell.runs if metric in r.cost]
                 if not values:
                     continue

@@ -55,7 +55,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-
 from tqdm.auto import tqdm
 
 from harness.api import Example, Method, TaskSpec
@@ -116,7 +115,7 @@ class TrainSettings:
     max_grad_norm: float
     max_input_tokens: int
     max_target_tokens: int
-    max_batch_examples: int = 16
+    max_batch_examples: int
 
 
 # -- data -----------------------------------------------------------------------------------
