@@ -19,6 +19,13 @@ if TYPE_CHECKING:
     from harness.backbones import Backbone, GenerationSettings
 
 TaskKind = Literal["classification", "regression", "generation"]
+#: Named settings profiles: ``paper`` is each setting exactly as the reference code has it,
+#: ``small`` the documented CPU reductions (docs/fidelity.md lists every difference).
+Profile = Literal["paper", "small"]
+PROFILES: tuple[str, ...] = ("paper", "small")
+#: How an answer is produced: ``free`` generation (the paper), or ``constrained``: the
+#: label with the highest log-likelihood under the method's own prompt (classification).
+Decoding = Literal["free", "constrained"]
 
 
 @dataclass(frozen=True)
@@ -101,6 +108,9 @@ class TaskSpec:
     load_split: Callable[..., Split] | None = None
     source: str = "LaMP (Salemi et al. 2023)"
     extra: Mapping[str, Any] = field(default_factory=dict)
+    # Bumped whenever the task's behaviour (templates, parsing, loading) changes; it
+    # enters the run hash, so cells computed under an older version are never reused.
+    version: int = 1
 
     def item_to_example_input(self, item: Mapping[str, Any]) -> str:
         """Render a profile item as a task-style input (used by OPPU's per-user pairs)."""
@@ -129,6 +139,8 @@ class RunContext:
     generation: GenerationSettings
     device: str = "cpu"
     progress: bool = True
+    profile: str = "small"  # one of PROFILES; part of the run config
+    decoding: str = "free"  # one of Decoding; part of the run config
     _llm: Backbone | None = None
 
     def llm(self) -> Backbone:
@@ -187,6 +199,19 @@ class Method(ABC):
     Params: ClassVar[type] = NoParams
     uses_train: ClassVar[bool] = False
     description: ClassVar[str] = ""
+    #: Bumped whenever the method's behaviour changes; enters the run hash.
+    version: ClassVar[int] = 1
+    #: Where the tables place the method: "baseline", "retrieval", "pplug", "peft",
+    #: "control", "optimized-retrieval" or a plugin's own family. Declared, never guessed.
+    family: ClassVar[str] = "other"
+    #: The registered name of the method this one is a variant (ablation) of, if any.
+    variant_of: ClassVar[str | None] = None
+    #: The registered name of this method's control (same budget, no personalization),
+    #: against which the tables run a paired test.
+    control: ClassVar[str | None] = None
+    #: Per-profile overrides of ``Params`` defaults. ``Params`` defaults are the paper's
+    #: (reference code) values; ``{"small": {"epochs": 1}}`` documents a CPU reduction.
+    profiles: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
 
     def __init__(self, ctx: RunContext, params: Any = None) -> None:
         self.ctx = ctx
