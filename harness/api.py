@@ -141,6 +141,12 @@ class RunContext:
     progress: bool = True
     profile: str = "small"  # one of PROFILES; part of the run config
     decoding: str = "free"  # one of Decoding; part of the run config
+    # Per-example audit of the last predict call, aligned with its batch: the exact prompt
+    # each example's LLM call saw (set by ``generate`` or ``record_prompts``) and the
+    # profile item ids retrieved into it (set by ``record_retrieved``). The runner stores
+    # the prompt's sha256 and the ids in each prediction record.
+    last_prompts: list[str] | None = None
+    last_retrieved: list[list[str]] | None = None
     _llm: Backbone | None = None
 
     def llm(self) -> Backbone:
@@ -154,6 +160,14 @@ class RunContext:
         from harness.encoders import load_encoder
 
         return load_encoder(self.encoder_name, device=self.device)
+
+    def record_prompts(self, prompts: Sequence[str]) -> None:
+        """For methods that decode without :meth:`generate`: note what the LLM saw."""
+        self.last_prompts = list(prompts)
+
+    def record_retrieved(self, item_ids: Sequence[Sequence[str]]) -> None:
+        """Note, per example of the batch, which profile items were put in its prompt."""
+        self.last_retrieved = [[str(i) for i in ids] for ids in item_ids]
 
     @property
     def user_artifacts_dir(self) -> Path:
@@ -225,6 +239,15 @@ class Method(ABC):
         """Raw generations for a batch of examples, in order."""
 
     def cost(self) -> dict[str, float]:
+        return {}
+
+    def fit_summary(self) -> dict[str, Any]:
+        """What the fit actually used, merged into the run's ``fit.json`` by the runner.
+
+        Trained methods report ``train_examples_used``, ``optimizer_steps``,
+        ``budget_steps`` (what the profile asked for) and ``trained_to_budget``; the
+        tables never show a cell whose fit fell short as the method's result.
+        """
         return {}
 
 
