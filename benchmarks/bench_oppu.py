@@ -35,7 +35,8 @@ from benchmarks._common import machine_line, write_result
 from harness.backbones import Backbone, load_llm
 from harness.lora import LoRAWeights, default_targets, save_lora, target_module_names
 from harness.registries import TASKS
-from methods.oppu import TrainSettings, schedule, stable_seed, train_batched, train_sequential, user_pairs
+from harness.lora_training import TrainSettings, schedule, stable_seed, train_batched, train_sequential
+from methods.oppu import user_pairs
 
 WORDS = ("coffee", "marathon", "guitar", "garden", "physics", "pizza", "sunset", "chess", "python", "ocean",
          "bakery", "hiking", "jazz", "poetry", "soccer", "robots")
@@ -84,10 +85,10 @@ def run_trainer(name: str, backbone: Backbone, names: list[str], jobs: list, ini
     """Train every user and save its adapter; returns seconds, adapters, bytes per user."""
     start = time.perf_counter()
     if name == "batched":
-        adapters = train_batched(backbone, names, jobs, init, hp)
+        adapters = train_batched(backbone, names, jobs, [init] * len(jobs), hp)
     else:
         adapters = train_sequential(FullLogitsLoss(backbone) if name == "reference" else backbone,  # type: ignore[arg-type]
-                                    names, jobs, init, hp)
+                                    names, jobs, [init] * len(jobs), hp)
     for u, weights in enumerate(adapters):
         save_lora(out / f"user{u}.safetensors", weights)
     seconds = time.perf_counter() - start

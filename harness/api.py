@@ -9,11 +9,16 @@ with the official LaMP rules.
 from __future__ import annotations
 
 import dataclasses
+import re
+import string
+import typing
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from harness.params import ParamError, parse_params  # noqa: F401 - re-exported: the public import path
 
 if TYPE_CHECKING:
     from harness.backbones import Backbone, GenerationSettings
@@ -81,36 +86,184 @@ def _identity(text: str) -> str:
     return text
 
 
+class TaskSpecError(ValueError):
+    """A ``TaskSpec`` that contradicts itself; the message lists every problem found."""
+
+
+#: The old untyped ``TaskSpec.extra`` keys and the typed fields that replace them.
+LEGACY_EXTRA_FIELDS: Mapping[str, str] = {
+    "synthetic": "has_synthetic_data", "note": "data_note", "lamp_analogue": "lamp_analogue",
+    "realdata": "dataset",
+}
+_TASK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+
+
+class LegacyExtra(dict):
+    """A task's typed data fields under the old ``extra`` keys (a snapshot, for reading).
+
+    Kept so that ``task.extra.get("synthetic", True)`` in code not yet switched to the
+    typed fields reads the same answer; it is rebuilt from the typed fields whenever a
+    ``TaskSpec`` is built (``dataclasses.replace`` included), so it never disagrees with
+    them. Writing into it changes nothing: set the typed fields.
+    """
+
+
 @dataclass(frozen=True)
 class TaskSpec:
     """Everything the harness needs to know about a task. A task is data, not code.
 
     The callables are small pure functions of strings / profile items, so a task can be
-    declared in a few lines (see ``tasks/lamp.py``).
+    declared in a few lines (see ``tasks/lamp.py``). A spec checks itself when it is
+    built (:meth:`problems`) and refuses to exist when it contradicts itself: a wrong
+    kind, a classification task without labels, a metric nobody can compute, an unknown
+    prompt style, ... (see docs/writing-a-task.md).
     """
 
-    name: str  # registry name, e.g. "lamp2"
+    name: str  # registry name, e.g. "lamp2"; also a folder name under runs/
     lamp_name: str  # the "task" field of LaMP outputs files, e.g. "LaMP_2"
     description: str
     kind: TaskKind
-    metrics: tuple[str, ...]  # metric names in table order, e.g. ("accuracy", "f1")
+    metrics: tuple[str, ...]  # metric names in table order, each in harness.metrics.METRICS
     item_fields: tuple[str, ...]  # fields every profile item must carry (besides id)
     input_template: str  # the LaMP input template, ``{}`` placeholders named by field
     query: Callable[[str], str]  # retrieval query extracted from an input (official)
     corpus_text: Callable[[Mapping[str, Any]], str]  # profile item -> retrieval/encoder text
     item_output_field: str | None  # which item field plays the "output" role (tag, score..)
     item_template: str | None  # item -> task-style input; None means ``input_template``
-    labels: tuple[str, ...] = ()  # closed label set for classification/regression
+    labels: tuple[str, ...] = ()  # closed label set: required for classification/regression
     max_new_tokens: int = 32
     parse_output: Callable[[str], str] = _identity  # raw generation -> prediction text
-    prompt_style: str | None = None  # key of the official RAG prompt renderer
+    prompt_style: str | None = None  # a prompt style of tasks.prompts (official RAG renderer)
     # (task, data, split, *, seed) -> Split; data is "synthetic", a directory or a hub id.
     load_split: Callable[..., Split] | None = None
     source: str = "LaMP (Salemi et al. 2023)"
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    # PPlug's per-task texts (the reference's ``embedding.py`` / ``process_qry``): what the
+    # user encoder embeds per history item, and the query text drawn from an input. None
+    # leaves the choice to the method (methods/pplug.py documents its fallback).
+    history_text: Callable[[Mapping[str, Any]], str] | None = None
+    persona_query: Callable[[str], str] | None = None
+    # Where the data comes from (typed; these replace the old untyped ``extra`` flags).
+    has_synthetic_data: bool = True  # the synthetic generator can make this task's data
+    data_note: str = ""  # how to get the data when nothing built in provides it
+    lamp_analogue: str | None = None  # the LaMP task a non-LaMP task mirrors (metrics, prompt)
+    dataset: str | None = None  # the public dataset (realdata folder) the task is built from
+    # Deprecated: a mapping with the old keys (see LEGACY_EXTRA_FIELDS) is folded into the
+    # typed fields; reading ``task.extra`` gives a LegacyExtra view of them.
+    extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
     # Bumped whenever the task's behaviour (templates, parsing, loading) changes; it
     # enters the run hash, so cells computed under an older version are never reused.
     version: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("metrics", "item_fields", "labels"):
+            value = getattr(self, name)
+            if isinstance(value, list):  # a list from a plugin's config: store the hashable form
+                object.__setattr__(self, name, tuple(value))
+        self._fold_legacy_extra()
+        problems = self.problems()
+        if problems:
+            raise TaskSpecError(f"task {self.name!r} is not valid: " + "; ".join(problems))
+
+    def _fold_legacy_extra(self) -> None:
+        given = self.extra
+        if not isinstance(given, LegacyExtra):  # a view rebuilt below carries no new information
+            unknown = sorted(set(given) - set(LEGACY_EXTRA_FIELDS))
+            if unknown:
+                raise TaskSpecError(f"task {self.name!r}: extra keys {unknown} are not supported; use the typed "
+                                    f"fields ({', '.join(LEGACY_EXTRA_FIELDS.values())})")
+            defaults = {f.name: f.default for f in dataclasses.fields(self)}
+            for key, attr in LEGACY_EXTRA_FIELDS.items():
+                if key not in given:
+                    continue
+                current = getattr(self, attr)
+                if current != defaults[attr] and current != given[key]:
+                    raise TaskSpecError(f"task {self.name!r}: extra[{key!r}] = {given[key]!r} contradicts "
+                                        f"{attr} = {current!r}")
+                object.__setattr__(self, attr, given[key])
+        object.__setattr__(self, "extra", LegacyExtra(
+            {key: getattr(self, attr) for key, attr in LEGACY_EXTRA_FIELDS.items()}))
+
+    def problems(self) -> list[str]:
+        """Every way this spec contradicts itself (empty for a valid spec)."""
+        from harness.metrics import metric_problems
+        from harness.registries import prompt_style_names
+
+        out: list[str] = []
+        if not isinstance(self.name, str) or not _TASK_NAME.fullmatch(self.name):
+            out.append("name must be letters, digits and _.+- (it names a folder), starting with a letter or digit")
+        for attr in ("lamp_name", "description", "input_template"):
+            if not isinstance(getattr(self, attr), str) or not getattr(self, attr).strip():
+                out.append(f"{attr} must be a non-empty string")
+        kinds = typing.get_args(TaskKind)
+        if self.kind not in kinds:
+            out.append(f"kind {self.kind!r} is not one of {', '.join(kinds)}")
+        for attr in ("metrics", "item_fields", "labels"):
+            value = getattr(self, attr)
+            if not isinstance(value, tuple) or not all(isinstance(v, str) and v for v in value):
+                out.append(f"{attr} must be a tuple of non-empty strings, got {value!r}")
+            elif len(set(value)) != len(value):
+                out.append(f"{attr} repeats {sorted({v for v in value if value.count(v) > 1})}")
+        if not self.metrics:
+            out.append("metrics is empty: declare at least one")
+        elif self.kind in kinds and isinstance(self.metrics, tuple):
+            out.extend(metric_problems(self.kind, self.metrics))
+        out.extend(self._label_problems())
+        out.extend(self._template_problems())
+        for attr in ("query", "corpus_text", "parse_output"):
+            if not callable(getattr(self, attr)):
+                out.append(f"{attr} must be callable")
+        for attr in ("load_split", "history_text", "persona_query"):
+            if getattr(self, attr) is not None and not callable(getattr(self, attr)):
+                out.append(f"{attr} must be callable or None")
+        if self.prompt_style is not None and self.prompt_style not in prompt_style_names():
+            out.append(f"prompt_style {self.prompt_style!r} is not a known prompt style "
+                       f"({', '.join(prompt_style_names())}; register one with "
+                       "harness.registries.register_prompt_style, or leave it None)")
+        if isinstance(self.max_new_tokens, bool) or not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
+            out.append(f"max_new_tokens must be a positive integer, got {self.max_new_tokens!r}")
+        if isinstance(self.version, bool) or not isinstance(self.version, int) or self.version < 1:
+            out.append(f"version must be a positive integer, got {self.version!r}")
+        if not isinstance(self.has_synthetic_data, bool):
+            out.append(f"has_synthetic_data must be True or False, got {self.has_synthetic_data!r}")
+        return out
+
+    def _label_problems(self) -> list[str]:
+        if self.kind in ("classification", "regression") and not self.labels:
+            return [f"a {self.kind} task needs its label list (labels=...)"]
+        if self.kind == "generation" and self.labels:
+            return ["a generation task has no closed label set: leave labels empty (or make it a classification task)"]
+        if self.kind == "regression":
+            bad = []
+            for label in self.labels:
+                try:
+                    float(label)
+                except (TypeError, ValueError):
+                    bad.append(label)
+            if bad:
+                return [f"regression labels must be numbers (they are scored as such), not {bad}"]
+        return []
+
+    def _template_problems(self) -> list[str]:
+        out = []
+        for attr in ("input_template", "item_template"):
+            template = getattr(self, attr)
+            if template is None or not isinstance(template, str):
+                continue
+            try:
+                list(string.Formatter().parse(template))
+            except ValueError as exc:
+                out.append(f"{attr} is not a valid format string: {exc}")
+        if self.item_output_field is not None and self.item_output_field not in self.item_fields:
+            out.append(f"item_output_field {self.item_output_field!r} is not one of item_fields {self.item_fields}")
+        if self.item_output_field is not None and not out:
+            # A profile item must render as a task-style input (OPPU's per-user training pairs).
+            template = self.item_template or self.input_template
+            missing = sorted({n for _, n, _, _ in string.Formatter().parse(template) if n} - {"id", *self.item_fields})
+            if missing:
+                which = "item_template" if self.item_template else "input_template (item_template is None)"
+                out.append(f"{which} uses {missing}, which profile items do not carry (item_fields: "
+                           f"{self.item_fields}); set item_template")
+        return out
 
     def item_to_example_input(self, item: Mapping[str, Any]) -> str:
         """Render a profile item as a task-style input (used by OPPU's per-user pairs)."""
@@ -178,13 +331,31 @@ class RunContext:
         return self.generation.max_new_tokens or self.task.max_new_tokens
 
     def generate(self, prompts: Sequence[str], prefix: Any = None, max_input_tokens: int | None = None) -> list[str]:
-        """Decode prompts with the run's shared settings (beams, lengths, batch size).
+        """Answer prompts with the run's shared settings; the one path every prediction takes.
 
-        ``max_input_tokens`` can only lower the run's input budget: a method trained on
-        shorter inputs (PPlug: 256 tokens) truncates them the same way at inference.
+        ``decoding == "free"`` decodes (beams, lengths and batch size of the run).
+        ``decoding == "constrained"`` returns, per prompt, the label of ``task.labels``
+        with the highest log-likelihood under the same prompt and soft tokens: the sum of
+        the label's token log-probabilities plus EOS, no length normalisation, ties to
+        the label listed first (``Backbone.score_options``, the prompt read once per
+        prompt, in batches of ``generation.batch_size``). ``max_input_tokens`` can only
+        lower the run's input budget: a method trained on shorter inputs (PPlug: 256
+        tokens) truncates them the same way at inference. Either way ``last_prompts``
+        records what the LLM saw.
         """
         g = self.generation
         limit = g.max_input_tokens if max_input_tokens is None else min(max_input_tokens, g.max_input_tokens)
+        self.last_prompts = list(prompts)
+        if self.decoding == "constrained":
+            labels = self.task.labels
+            if not labels:
+                raise ValueError(f"constrained decoding needs a closed label set, and task {self.task.name!r} "
+                                 f"({self.task.kind}) has no labels; use decoding 'free'")
+            scores = self.llm().score_options(prompts, labels, prefix=prefix, max_input_tokens=limit,
+                                              batch_size=g.batch_size)
+            return [labels[i] for i in scores.argmax(dim=1).tolist()]
+        if self.decoding != "free":
+            raise ValueError(f"unknown decoding {self.decoding!r} (known: free, constrained)")
         return self.llm().generate(
             prompts, prefix=prefix, num_beams=g.num_beams, max_new_tokens=self.max_new_tokens,
             max_input_tokens=limit, batch_size=g.batch_size,
@@ -249,40 +420,3 @@ class Method(ABC):
         tables never show a cell whose fit fell short as the method's result.
         """
         return {}
-
-
-def parse_params(params_cls: type, raw: Mapping[str, str | Any]) -> Any:
-    """Build a method's ``Params`` from ``{"k": "3"}``-style strings, with clear errors."""
-    if not dataclasses.is_dataclass(params_cls):
-        raise TypeError(f"{params_cls!r} must be a dataclass")
-    fields = {f.name: f for f in dataclasses.fields(params_cls)}
-    values: dict[str, Any] = {}
-    for key, value in raw.items():
-        if key not in fields:
-            known = ", ".join(fields) or "none"
-            raise ValueError(f"unknown parameter {key!r} for this method (known: {known})")
-        values[key] = _coerce(value, fields[key].type, key)
-    return params_cls(**values)
-
-
-def _coerce(value: Any, annotation: Any, key: str) -> Any:
-    if not isinstance(value, str):
-        return value
-    ann = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
-    if "None" in ann and value.lower() == "none":
-        return None
-    base = ann.replace("| None", "").replace("None |", "").strip()
-    try:
-        if base == "int":
-            return int(value)
-        if base == "float":
-            return float(value)
-        if base == "bool":
-            if value.lower() in {"1", "true", "yes", "on"}:
-                return True
-            if value.lower() in {"0", "false", "no", "off"}:
-                return False
-            raise ValueError(value)
-    except ValueError as exc:
-        raise ValueError(f"parameter {key!r} expects {base}, got {value!r}") from exc
-    return value

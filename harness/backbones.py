@@ -2,31 +2,29 @@
 
 Methods talk to a :class:`Backbone`: ``generate`` prompts in length-sorted batches
 (greedy or beam search, KV cache on), ``loss`` for training with the next-token
-objective, and both accept ``prefix`` soft tokens — vectors in the LLM's input-embedding
-space placed before the embedded prompt — which is how PPlug's persona and instruction
-embeddings enter the frozen model. Models are loaded once per process and shared.
+objective, ``target_logprobs`` and ``score_options`` for scoring fixed answers (the
+constrained-answer mode picks a label by its log-likelihood), and all of them accept
+``prefix`` soft tokens — vectors in the LLM's input-embedding space placed before the
+embedded prompt — which is how PPlug's persona and instruction embeddings enter the
+frozen model. Models are loaded once per process and shared.
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from harness.models import ModelPreset, resolve_preset
+from harness.settings import GenerationSettings  # noqa: F401 - re-exported: methods and tests import it from here
 
-
-@dataclass(frozen=True)
-class GenerationSettings:
-    """Decoding settings shared by every method of a run (part of the run config)."""
-
-    num_beams: int = 4  # the paper's setting
-    max_new_tokens: int | None = None  # None: the task's default
-    batch_size: int = 16
-    max_input_tokens: int = 512
+#: Most (prompt, option) rows one :meth:`Backbone.score_options` pass holds: each row
+#: carries a copy of its prompt's KV cache (or encoder states), the pass's memory peak.
+OPTION_ROWS = 64
+_OPTION_TOKENS = 128  # an option (a label) longer than this is cut, as targets are
 
 
 class Backbone:
@@ -216,6 +214,137 @@ class Backbone:
         if per_example:
             return torch.zeros(len(rows), dtype=ce.dtype, device=ce.device).index_add(0, row_idx, ce)
         return ce.mean()
+
+    # -- scoring fixed answers -------------------------------------------------------------
+    def target_logprobs(
+        self,
+        prompts: Sequence[str],
+        targets: Sequence[str],
+        *,
+        prefix: torch.Tensor | None = None,
+        max_input_tokens: int = 512,
+        max_target_tokens: int = 128,
+    ) -> torch.Tensor:
+        """Summed log-probability of each target given ``[prefix; prompt]``, shape ``[B]``.
+
+        The target is scored exactly as :meth:`loss` trains it: its tokens (at most
+        ``max_target_tokens - 1``) *followed by EOS*, after the same prompt formatting,
+        chat wrapper and truncation. EOS is included so that the score is the probability
+        of answering exactly ``target`` and stopping — what free generation must do to be
+        scored correct — and so that ``target_logprobs == -loss * n_tokens``. Gradients
+        flow to ``prefix`` if it requires them; wrap in ``torch.no_grad()`` to score only.
+        """
+        return -self.loss(prompts, targets, prefix=prefix, max_input_tokens=max_input_tokens,
+                          max_target_tokens=max_target_tokens, per_example=True)
+
+    @torch.no_grad()
+    def score_options(
+        self,
+        prompts: Sequence[str],
+        options: Sequence[str],
+        *,
+        prefix: torch.Tensor | None = None,
+        max_input_tokens: int = 512,
+        batch_size: int | None = None,
+    ) -> torch.Tensor:
+        """Log-likelihood of every option after every prompt, shape ``[B, len(options)]``.
+
+        Each option is scored as :meth:`target_logprobs` scores a target (its tokens plus
+        EOS, summed, no length normalisation), but each prompt is run through the model
+        once: decoder-only models encode the prompt batch and copy its KV cache once per
+        option; encoder-decoder models encode once and copy the encoder states. This is
+        how lm-evaluation-harness scores multiple choice, without re-reading a 512-token
+        prompt for each of LaMP-2's 15 tags.
+
+        Prompts are processed in length-sorted batches of ``batch_size`` (all at once if
+        ``None``), lowered so that one pass holds at most :data:`OPTION_ROWS` (prompt,
+        option) rows, or one prompt when there are more options: the copied cache is the
+        memory peak. No gradients: this picks answers, :meth:`target_logprobs` trains.
+        """
+        if not options:
+            raise ValueError("score_options needs at least one option")
+        rows = [self.prompt_ids(p, max_input_tokens) for p in prompts]
+        opts = [self.target_ids(o, _OPTION_TOKENS) for o in options]
+        per_pass = max(1, min(batch_size or len(rows), OPTION_ROWS // len(opts)))
+        order = sorted(range(len(rows)), key=lambda i: len(rows[i]), reverse=True)
+        out = torch.zeros(len(rows), len(opts))
+        for start in range(0, len(order), per_pass):
+            idx = order[start : start + per_pass]
+            batch_prefix = None if prefix is None else prefix[idx]
+            batch_rows = [rows[i] for i in idx]
+            if self.is_seq2seq:
+                scores = self._score_options_seq2seq(batch_rows, opts, batch_prefix)
+            else:
+                scores = self._score_options_causal(batch_rows, opts, batch_prefix)
+            out[idx] = scores.float().cpu()
+        return out
+
+    def _option_grid(self, opts: list[list[int]], n_rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Option ids ``[n_rows * K, L]`` (right-padded) and their mask; row ``b*K + k`` is option k."""
+        width = max(len(o) for o in opts)
+        ids = torch.full((len(opts), width), self.tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(opts), width), dtype=torch.long)
+        for k, o in enumerate(opts):
+            ids[k, : len(o)] = torch.tensor(o, dtype=torch.long)
+            mask[k, : len(o)] = 1
+        return ids.repeat(n_rows, 1).to(self.device), mask.repeat(n_rows, 1).to(self.device)
+
+    def _score_options_seq2seq(
+        self, rows: list[list[int]], opts: list[list[int]], prefix: torch.Tensor | None
+    ) -> torch.Tensor:
+        from transformers.modeling_outputs import BaseModelOutput
+
+        embeds, mask = self._assemble(rows, prefix, left_pad=False)
+        states = self.model.get_encoder()(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
+        k = len(opts)
+        ids, opt_mask = self._option_grid(opts, len(rows))
+        labels = ids.masked_fill(opt_mask == 0, -100)
+        decoder_ids = self.model.prepare_decoder_input_ids_from_labels(labels=labels)
+        logits = self.model(
+            encoder_outputs=BaseModelOutput(last_hidden_state=states.repeat_interleave(k, dim=0)),
+            attention_mask=mask.repeat_interleave(k, dim=0), decoder_input_ids=decoder_ids,
+        ).logits
+        return (-_per_example_loss(logits, labels)).view(len(rows), k)
+
+    def _score_options_causal(
+        self, rows: list[list[int]], opts: list[list[int]], prefix: torch.Tensor | None
+    ) -> torch.Tensor:
+        base = self.model.base_model
+        head = self.model.get_output_embeddings()
+        accepts = inspect.signature(base.forward).parameters
+        cache_kw = "cache" if "cache" in accepts else "past_key_values"  # renamed in transformers 5
+        # Left padding puts every prompt's last token in the last column, so the options
+        # continue all rows from the same place; positions skip the padding explicitly.
+        embeds, mask = self._assemble(rows, prefix, left_pad=True)
+        lengths = mask.sum(dim=1)
+        prompt_out = base(inputs_embeds=embeds, attention_mask=mask, position_ids=(mask.cumsum(1) - 1).clamp(min=0),
+                          use_cache=True)
+        cache = prompt_out.get("cache")
+        if cache is None:
+            cache = prompt_out["past_key_values"]
+        if isinstance(cache, tuple):  # older transformers hand back the legacy tuples
+            from transformers import DynamicCache
+
+            cache = DynamicCache.from_legacy_cache(cache)
+        first = torch.log_softmax(head(prompt_out.last_hidden_state[:, -1]).float(), dim=-1)  # [b, V]
+
+        k = len(opts)
+        ids, opt_mask = self._option_grid(opts, len(rows))
+        cache.batch_repeat_interleave(k)  # row b*K + k continues prompt b
+        row_lengths = lengths.repeat_interleave(k)
+        hidden = base(
+            inputs_embeds=self.embed(ids), attention_mask=torch.cat([mask.repeat_interleave(k, 0), opt_mask], 1),
+            position_ids=row_lengths[:, None] + torch.arange(ids.shape[1], device=self.device),
+            use_cache=True, **{cache_kw: cache},
+        ).last_hidden_state
+        # Token 0 of an option is predicted by the prompt's last position, token j > 0 by
+        # option position j - 1. A prompt with no token at all gives token 0 no context:
+        # like ``loss``, it is not scored.
+        scores = first.repeat_interleave(k, 0).gather(1, ids[:, :1]).squeeze(1) * (row_lengths > 0)
+        if ids.shape[1] > 1:
+            rest = torch.log_softmax(head(hidden[:, :-1]).float(), dim=-1).gather(2, ids[:, 1:, None]).squeeze(2)
+            scores = scores + (rest * opt_mask[:, 1:]).sum(dim=1)
+        return scores.view(len(rows), k)
 
 
 def _per_example_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

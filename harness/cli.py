@@ -9,8 +9,10 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from harness.api import PROFILES
 from harness.registries import METHODS, MODELS, TASKS
 from harness.registry import RegistryError
 
@@ -26,7 +28,7 @@ DATA_HELP = ("'auto' (env PERSONA_BENCH_DATA, else downloaded files, else synthe
 
 
 def _fail(message: str) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(2)
 
 
@@ -63,59 +65,52 @@ def run(
     task: Annotated[str, typer.Option("--task", "-t", help="Task name, e.g. lamp2.")],
     data: Annotated[str, typer.Option(help=DATA_HELP)] = "auto",
     split: Annotated[str, typer.Option(help="Split to evaluate (train/dev).")] = "dev",
-    limit: Annotated[Optional[int], typer.Option(help="Evaluate only the first N questions.")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="Evaluate only the first N questions (N >= 1).")] = None,
     llm: Annotated[str, typer.Option(help="LLM preset, local path or hub id.")] = "smollm2-135m",
     encoder: Annotated[str, typer.Option(help="Sentence encoder preset, path or hub id.")] = "minilm-l6",
     seed: Annotated[int, typer.Option(help="Seed for training and any randomness.")] = 0,
     out: Annotated[Path, typer.Option(help="Results root directory.")] = Path("runs"),
     param: Annotated[list[str], typer.Option("--param", "-p", help="Method parameter name=value (repeatable).")] = [],  # noqa: B006
-    beams: Annotated[int, typer.Option(help="Beam width (the paper uses 4; 1 is greedy).")] = 4,
-    batch_size: Annotated[int, typer.Option(help="Examples per prediction batch.")] = 16,
+    profile: Annotated[Optional[str], typer.Option(help=(
+        "Settings profile: 'paper' (the reference code's settings) or 'small' (documented CPU reductions). "
+        "Default: paper on a GPU, small on CPU."))] = None,
+    decoding: Annotated[str, typer.Option(help=(
+        "'free' generation (the paper) or 'constrained': the task label with the highest likelihood."))] = "free",
+    beams: Annotated[Optional[int], typer.Option(help="Beam width (default: the profile's; paper 4, small 1).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Examples per prediction batch (default: the profile's).")] = None,
     max_new_tokens: Annotated[Optional[int], typer.Option(help="Override the task's generation length.")] = None,
-    max_input_tokens: Annotated[int, typer.Option(help="Prompt token budget.")] = 512,
+    max_input_tokens: Annotated[Optional[int], typer.Option(help="Prompt token budget (default 512).")] = None,
     shard: Annotated[Optional[str], typer.Option(help=(
         "i/n: predict only shard i of n (multi-process). Under torchrun / accelerate launch it defaults "
         "to RANK/WORLD_SIZE from the launcher."))] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto; under a launcher cuda means cuda:LOCAL_RANK.")] = "cpu",
-    force: Annotated[bool, typer.Option(help="Recompute even if this config already finished.")] = False,
+    force: Annotated[bool, typer.Option(help="Start the cell afresh: old results and artifacts are removed.")] = False,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Run one cell (task x method x models x seed), or reuse / resume it."""
-    from harness import distributed
-    from harness.backbones import GenerationSettings
-    from harness.runner import RunRequest
+    from harness import inputs
     from harness.runner import run as run_cell
+    from harness.store import RunLocked
 
-    shard_t = None
-    if shard:
-        try:
-            i, n = (int(x) for x in shard.split("/"))
-            assert 0 <= i < n
-        except (ValueError, AssertionError):
-            _fail(f"--shard {shard!r} must be i/n with 0 <= i < n")
-        shard_t = (i, n)
     try:
-        shard_t = shard_t or distributed.env_shard()  # torchrun / accelerate launch
-    except ValueError as exc:
-        _fail(str(exc))
-    request = RunRequest(
-        task=task, method=method, params=_params(param), llm=llm, encoder=encoder, data=data, split=split,
-        limit=limit, seed=seed, out=out, shard=shard_t, force=force, progress=progress,
-        device=distributed.device_for_rank(device),
-        generation=GenerationSettings(num_beams=beams, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                                      max_input_tokens=max_input_tokens),
-    )
-    try:
+        request = inputs.run_request(
+            task=task, method=method, params=_params(param), llm=llm, encoder=encoder, data=data, split=split,
+            limit=limit, seed=seed, out=out, shard_flag=shard, force=force, progress=progress, device_flag=device,
+            profile=profile, decoding=decoding, num_beams=beams, batch_size=batch_size,
+            max_new_tokens=max_new_tokens, max_input_tokens=max_input_tokens)
         result = run_cell(request)
-    except (RegistryError, ValueError, FileNotFoundError) as exc:
+    except (RegistryError, ValueError, FileNotFoundError, RunLocked) as exc:
         _fail(str(exc))
+    except OSError as exc:  # a read-only or full results folder
+        _fail(inputs.os_error(exc, out))
     if not result.metrics:
-        where = f" {shard_t[0]}/{shard_t[1]}" if shard_t else ""
-        console.print(f"shard{where} done: {result.path} (metrics are written when every shard has finished)")
+        console.print(f"shard {request.shard[0]}/{request.shard[1]} done: {result.path} "
+                      "(metrics are written when every shard has finished)")
         return
     state = "reused finished run" if result.reused else "finished"
-    console.print(f"[green]{state}[/]: {result.path}")
-    console.print_json(json.dumps(result.metrics["metrics"]))
+    console.print(f"[green]{state}[/]: {result.path}  (profile {result.metrics.get('profile')}, "
+                  f"decoding {result.metrics.get('decoding')})")
+    console.print_json(json.dumps({k: result.metrics[k] for k in ("official", "parsed")}))
 
 
 @app.command()
@@ -125,7 +120,11 @@ def score(
     golds: Annotated[Path, typer.Option(help="LaMP-format outputs (golds) JSON.")],
     out: Annotated[Optional[Path], typer.Option(help="Write the metrics JSON here too.")] = None,
 ) -> None:
-    """Score a LaMP-format predictions file against golds with the official rules."""
+    """Score a LaMP-format predictions file against golds with the official rules.
+
+    This is the official scoring: each output is stripped and scored as it is, exactly
+    as LaMP's eval/evaluation.py does; no answer parsing is applied.
+    """
     from harness.metrics import score_files
     from harness.store import atomic_write_json
 
@@ -133,6 +132,7 @@ def score(
         metrics = score_files(TASKS.get(task), predictions, golds)
     except (RegistryError, ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
+    err.print("official LaMP scoring of the outputs as given (stripped, not parsed)", highlight=False)
     console.print_json(json.dumps(metrics))
     if out:
         atomic_write_json(out, metrics)
@@ -147,12 +147,14 @@ def table(
     out: Annotated[Optional[Path], typer.Option(help="Also write the table and its figures (PNG, PDF) here.")] = None,
     resamples: Annotated[int, typer.Option(help="Bootstrap resamples for CIs and paired tests (0: none).")] = 1000,
     stat_seed: Annotated[int, typer.Option(help="Seed of the bootstrap draws.")] = 0,
+    metrics: Annotated[str, typer.Option("--metrics", help="official (LaMP's scorer on the raw generation) or parsed; never mixed.")] = "official",
 ) -> None:
     """Tabulate finished runs in the paper's layout, with 95% CIs and paired tests."""
     from harness.tables import render_table
 
     try:
-        text = render_table(runs, which=which, fmt=fmt, paper=paper, out=out, resamples=resamples, seed=stat_seed)
+        text = render_table(runs, which=which, fmt=fmt, paper=paper, out=out, resamples=resamples, seed=stat_seed,
+                            metric_set=metrics, notify=lambda m: err.print(m, highlight=False, markup=False))
     except ValueError as exc:
         _fail(str(exc))
     console.print(text, highlight=False, markup=False, soft_wrap=True)
@@ -175,6 +177,8 @@ def sweep(
     max_input_tokens: Annotated[Optional[int], typer.Option(help="Prompt token budget.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Results root directory.")] = None,
     device: Annotated[Optional[str], typer.Option(help="cpu or cuda.")] = None,
+    profile: Annotated[Optional[str], typer.Option(help="paper or small (default: paper on a GPU, small on CPU).")] = None,
+    decoding: Annotated[Optional[str], typer.Option(help="free or constrained.")] = None,
     name: Annotated[Optional[str], typer.Option(help="Sweep name (its summary file name).")] = None,
     skip_unregistered: Annotated[Optional[bool], typer.Option(
         help="List methods that are not registered as skipped instead of failed.")] = None,
@@ -186,23 +190,30 @@ def sweep(
 
     from rich.markup import escape
 
+    from harness import inputs
     from harness import sweep as sw
 
     split_list = (lambda v: None if v is None else tuple(x.strip() for x in v.split(",") if x.strip()))
-    overrides = dict(
-        tasks=split_list(tasks), methods=sw.parse_methods([methods]) if methods else None, llms=split_list(llms),
-        encoders=split_list(encoders), seeds=None if seeds is None else tuple(int(s) for s in split_list(seeds)),
-        data=data, split=split, limit=limit or None, out=out, device=device, name=name,
-        skip_unregistered=skip_unregistered, num_beams=beams, batch_size=batch_size, max_new_tokens=max_new_tokens,
-        max_input_tokens=max_input_tokens,
-    )
     try:
+        overrides = dict(
+            tasks=split_list(tasks), methods=sw.parse_methods([methods]) if methods else None, llms=split_list(llms),
+            encoders=split_list(encoders), seeds=None if seeds is None else inputs.int_list(seeds, "--seeds"),
+            data=None if data is None else inputs.data(data, "--data"), split=split,
+            limit=None if not limit else inputs.limit(limit, "--limit"), out=out, device=device, name=name,
+            skip_unregistered=skip_unregistered, profile=None if profile is None else inputs.choice(
+                profile, PROFILES, "--profile"),
+            decoding=None if decoding is None else inputs.decoding(decoding, "--decoding"),
+            **inputs.generation({"num_beams": beams, "batch_size": batch_size, "max_new_tokens": max_new_tokens,
+                                 "max_input_tokens": max_input_tokens}),
+        )
         if config is not None:
             spec = sw.with_overrides(sw.load_spec(config), **overrides)
         else:
             base = {k: v for k, v in overrides.items() if v is not None and k in {"tasks", "methods"}}
             spec = sw.with_overrides(sw.spec_from_mapping({**base, "name": name or "sweep"}, where="flags"),
                                      **overrides)
+        inputs.device(spec.device, "--device" if device else "device")
+        inputs.out_dir(spec.out, "--out" if out else "out")
     except (sw.SweepConfigError, ValueError) as exc:
         _fail(str(exc))
     if limit == 0:  # an explicit 0 lifts a config's limit: the full split
@@ -213,7 +224,10 @@ def sweep(
             console.print(cell.label, highlight=False, markup=False)
         console.print(f"{len(grid)} cells -> {spec.out}")
         return
-    report = sw.run_sweep(spec, console=err, progress=progress)
+    try:
+        report = sw.run_sweep(spec, console=err, progress=progress)
+    except OSError as exc:  # the summary could not be written: a read-only or full results folder
+        _fail(inputs.os_error(exc, spec.out))
     summary = Table(title=f"sweep {spec.name}: {len(grid)} cells")
     for column in ("cell", "status", "seconds", "metrics / error"):
         summary.add_column(column)
@@ -237,39 +251,42 @@ def data_synth(
     train: Annotated[Optional[int], typer.Option(help="Train questions.")] = None,
     dev: Annotated[Optional[int], typer.Option(help="Dev questions.")] = None,
     test: Annotated[Optional[int], typer.Option(help="Test questions.")] = None,
-    min_profile: Annotated[int, typer.Option(help="Smallest profile.")] = 20,
-    max_profile: Annotated[int, typer.Option(help="Largest profile.")] = 80,
+    min_profile: Annotated[Optional[int], typer.Option(help="Smallest profile (default: the generator's).")] = None,
+    max_profile: Annotated[Optional[int], typer.Option(help="Largest profile (default: the generator's).")] = None,
     user_based: Annotated[bool, typer.Option(help="User-based split (no user_id) instead of time-based.")] = False,
 ) -> None:
     """Generate synthetic LaMP-format data with a planted per-user signal."""
     from tasks import synthetic
-    from tasks.sources import write_synthetic_marker
+    from tasks.synth_request import synthesize
 
-    names = [n for n in TASKS.names() if TASKS.get(n).extra.get("synthetic", True)] if task == "all" else [task]
-    sizes = {k: v for k, v in {"train": train, "dev": dev, "test": test}.items() if v is not None}
-    for name in names:
-        spec = TASKS.get(name)
-        target = out / name if task == "all" else out
-        synthetic.generate(spec, target, seed=seed, n_users={**synthetic.DEFAULT_SIZES, **sizes},
-                           profile_size=(min_profile, max_profile), time_based=not user_based)
-        write_synthetic_marker(target, spec, seed)
-        console.print(f"{name}: wrote {target}  [dim]signal: {synthetic.SIGNAL_DOC.get(name, '')}[/]")
+    try:
+        for name, target in synthesize(task, out, seed=seed, sizes={"train": train, "dev": dev, "test": test},
+                                       min_profile=min_profile, max_profile=max_profile, user_based=user_based):
+            console.print(f"{name}: wrote {target}  [dim]signal: {synthetic.SIGNAL_DOC.get(name, '')}[/]")
+    except (RegistryError, ValueError) as exc:
+        _fail(str(exc))
 
 
 @data_app.command("validate")
 def data_validate(
     task: Annotated[str, typer.Option(help="Task name, e.g. lamp2.")],
     path: Annotated[Path, typer.Argument(help="Folder of LaMP-format files.")],
+    split: Annotated[list[str], typer.Option(help="Split to check (repeatable; default: every split present).")] = [],  # noqa: B006
 ) -> None:
     """Check LaMP-format files and name every problem (file, record, field)."""
-    from tasks.loader import validate_dir
+    from tasks.loader import present_splits, validate_dir
 
-    problems = validate_dir(TASKS.get(task), path)
+    try:
+        spec = TASKS.get(task)
+        problems = validate_dir(spec, path, tuple(split) or None)
+    except (RegistryError, ValueError) as exc:
+        _fail(str(exc))
     if problems:
         for p in problems:
             err.print(f"[red]-[/] {p}", highlight=False)
         raise typer.Exit(1)
-    console.print(f"[green]ok[/]: {path} is valid {task} data")
+    checked = tuple(split) or present_splits(spec, path)
+    console.print(f"[green]ok[/]: {path} is valid {task} data ({', '.join(checked)})")
 
 
 @data_app.command("download")
@@ -345,49 +362,20 @@ def data_convert(
     Each user's rows go in time order; a question's profile is what that user did before
     it. See docs/realdata.md for the rules and a worked example on your own data.
     """
-    import dataclasses
+    from tasks.convert import ConvertError
+    from tasks.convert_request import convert_request
 
-    from tasks import convert
-
-    overrides = {k: v for k, v in {
-        "split_by": split_by, "questions_per_user": questions_per_user, "min_history": min_history,
-        "max_profile": max_profile, "dev_fraction": dev_fraction, "test_fraction": test_fraction,
-        "dedup": dedup, "dedup_on": tuple(dedup_on) or None, "skip_incomplete": skip_incomplete, "seed": seed,
-    }.items() if v is not None}
-    caps = {k: v for k, v in {"train": max_train, "dev": max_dev, "test": max_test}.items() if v is not None}
     try:
-        if recipe:
-            from tasks import realdata as recipes
-
-            if tables:
-                _fail("give either TABLES or --recipe, not both")
-            if recipe not in recipes.RECIPES:
-                _fail(f"unknown recipe {recipe!r}; choose one of {', '.join(recipes.RECIPES)}")
-            chosen = recipes.RECIPES[recipe]
-            options = dataclasses.replace(chosen.options, **overrides,
-                                          max_questions={**chosen.options.max_questions, **caps})
-            report = recipes.convert_recipe(chosen, recipes.find_dataset_dir(chosen, realdata), out, options)
-        else:
-            if not tables:
-                _fail("give one or more TABLES to convert, or --recipe NAME")
-            spec = TASKS.get(task) if task else None
-            fields = convert.parse_mapping(field, "--field")
-            if spec is not None and set(spec.item_fields) - set(fields):
-                _fail(f"task {spec.name} needs profile fields {', '.join(spec.item_fields)}; "
-                      f"map each with --field NAME=COLUMN")
-            template = input_template or (spec.input_template if spec else None)
-            if not (user and output and fields and template):
-                _fail("a table needs --user, --output, at least one --field and --input-template (or --task)")
-            labels = spec.labels if spec is not None and spec.kind != "generation" else ()
-            columns = convert.Columns(user=user, output=output, input_template=template, fields=fields,
-                                      time=time, id=item_id,
-                                      question_fields=convert.parse_mapping(question_field, "--question-field"))
-            options = convert.SplitOptions(**{"labels": labels, **overrides, "max_questions": caps})
-            report = convert.convert_table(
-                tables, out, columns=columns, options=options,
-                lamp_name=lamp_name or (spec.lamp_name if spec else "custom"), fmt=fmt, delimiter=delimiter,
-                header=header, column_names=column_names.split(",") if column_names else None)
-    except (convert.ConvertError, RegistryError, FileNotFoundError, TypeError) as exc:
+        report = convert_request(
+            out, tables=tables or (), recipe=recipe, realdata=realdata, task=TASKS.get(task) if task else None,
+            user=user, time=time, item_id=item_id, output=output, fields=field, question_fields=question_field,
+            input_template=input_template, lamp_name=lamp_name, fmt=fmt, delimiter=delimiter, header=header,
+            column_names=column_names.split(",") if column_names else None, split_by=split_by,
+            questions_per_user=questions_per_user, min_history=min_history, max_profile=max_profile,
+            dev_fraction=dev_fraction, test_fraction=test_fraction,
+            max_questions={"train": max_train, "dev": max_dev, "test": max_test}, dedup=dedup, dedup_on=dedup_on,
+            skip_incomplete=skip_incomplete, seed=seed)
+    except (ConvertError, RegistryError, FileNotFoundError, TypeError) as exc:
         _fail(str(exc))
     for name, count in report.counts.items():
         console.print(f"{name}: {count['questions']} questions from {count['users']} users")

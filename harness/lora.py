@@ -35,7 +35,11 @@ LoRAWeights = dict[str, tuple[torch.Tensor, torch.Tensor]]
 
 
 class Router:
-    """The slot of each example of the batch being computed (shared by all layers)."""
+    """The slot of each example of the batch being computed (shared by all layers).
+
+    A one-element index routes every row of every batch to that slot, whatever the batch
+    size or order (how one user's questions go through the shared decoding path).
+    """
 
     def __init__(self) -> None:
         self.index: torch.Tensor | None = None
@@ -72,13 +76,22 @@ class BatchedLoRALinear(nn.Module):
         return self.base(x) + self.scale * delta.reshape(*x.shape[:-1], -1)
 
 
-def default_targets(model: nn.Module) -> tuple[str, ...]:
-    """The query/value projections, as in LoRA and OPPU: Llama-style or T5-style names."""
+#: Attention projection names by architecture family: (query, key, value).
+PROJECTIONS: tuple[tuple[str, str, str], ...] = (("q_proj", "k_proj", "v_proj"), ("q", "k", "v"),
+                                                 ("query", "key", "value"))
+
+
+def default_targets(model: nn.Module, key: bool = False) -> tuple[str, ...]:
+    """The query/value projections (LoRA's and OPPU's per-user targets); ``key=True`` adds
+    the key projection (OPPU's task LoRA). Llama-, T5- or BERT-style names.
+    """
     leaves = {name.rsplit(".", 1)[-1] for name, m in model.named_modules() if isinstance(m, nn.Linear)}
-    for q, v in (("q_proj", "v_proj"), ("q", "v"), ("query", "value")):
-        if q in leaves and v in leaves:
-            return (q, v)
-    raise ValueError(f"no query/value projections found among linear layers {sorted(leaves)}; name targets explicitly")
+    for q, k, v in PROJECTIONS:
+        wanted = (q, k, v) if key else (q, v)
+        if all(name in leaves for name in wanted):
+            return wanted
+    raise ValueError(f"no query/{'key/' if key else ''}value projections found among linear layers "
+                     f"{sorted(leaves)}; name targets explicitly")
 
 
 def target_module_names(model: nn.Module, targets: Sequence[str]) -> list[str]:
@@ -232,6 +245,53 @@ class SlotAdamW:
     def zero_grad(self) -> None:
         for p in self.params:
             p.grad = None
+
+
+# -- a fixed adapter merged into the base, and fresh ones -----------------------------------
+@contextmanager
+def merged_lora(model: nn.Module, weights: Mapping[str, tuple[torch.Tensor, torch.Tensor]],
+                alpha: float) -> Iterator[None]:
+    """Add ``alpha / r * B @ A`` into each target layer's weight; restore it bit-exactly on exit.
+
+    OPPU's second stage runs on the base model with the task LoRA merged in (the
+    reference's ``PeftModel.from_pretrained(...).merge_and_unload()``), so the task LoRA
+    may cover other layers (q, k, v) than the per-user adapters (q, v). The original
+    weights are copied and written back, so the shared backbone is left as found.
+    """
+    saved: dict[str, torch.Tensor] = {}
+    try:
+        with torch.no_grad():
+            for name, (a, b) in weights.items():
+                layer = model.get_submodule(name)
+                if not isinstance(layer, nn.Linear):
+                    raise TypeError(f"{name} is {type(layer).__name__}, not nn.Linear (merge before wrapping)")
+                saved[name] = layer.weight.detach().clone()
+                w = layer.weight
+                layer.weight.add_((alpha / a.shape[0]) * (b.to(w) @ a.to(w)))
+        yield
+    finally:
+        with torch.no_grad():
+            for name, original in saved.items():
+                model.get_submodule(name).weight.copy_(original)
+
+
+def fresh_lora(model: nn.Module, module_names: Sequence[str], r: int, seed: int) -> LoRAWeights:
+    """peft's default initialisation, drawn from ``seed`` alone: ``A ~ U(-1/sqrt(in), 1/sqrt(in))``
+    (kaiming-uniform with ``a=sqrt(5)``), ``B = 0``; the adapter starts with no effect.
+
+    Drawing from a seed of its own (not the global RNG) makes an adapter's start depend
+    on nothing but its owner, and equal for the batched and the sequential trainer.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    out: LoRAWeights = {}
+    for name in module_names:
+        layer = model.get_submodule(name)
+        ref = layer.weight
+        bound = 1.0 / math.sqrt(layer.in_features)
+        a = (torch.rand(r, layer.in_features, generator=gen, dtype=torch.float64) * 2 - 1) * bound
+        out[name] = (a.to(dtype=ref.dtype, device=ref.device),
+                     torch.zeros(layer.out_features, r, dtype=ref.dtype, device=ref.device))
+    return out
 
 
 # -- storage --------------------------------------------------------------------------------

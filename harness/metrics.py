@@ -23,6 +23,14 @@ the method. The rules, as the official script applies them:
 Bootstrap CIs and paired tests resample example indices. :func:`per_example_scores` does
 the per-example work once (label mapping, number parsing, ROUGE) and :func:`aggregate`
 recomputes every metric exactly on any index resample, F1 included.
+
+Metric registry: every metric a task may declare is a :class:`Metric` in :data:`METRICS`,
+recording whether higher is better and how per-example values aggregate. The six official
+metrics are built in and computed by the official rules above; a task plugin brings its
+own metric by registering a :class:`Metric` with a ``per_example(prediction, gold)``
+function before it builds its ``TaskSpec`` (or through the ``persona_bench.metrics``
+entry point). Its values are added next to the official ones; the official ones never
+change. Tables ask :func:`higher_is_better` / :func:`metric_direction`, never a name list.
 """
 
 from __future__ import annotations
@@ -30,18 +38,15 @@ from __future__ import annotations
 import functools
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from harness.api import TaskSpec
-
-#: metric name -> True when higher is better.
-METRIC_DIRECTION: dict[str, bool] = {
-    "accuracy": True, "f1": True, "mae": False, "rmse": False, "rouge-1": True, "rouge-L": True,
-}
+from harness.registry import Registry
 
 #: The metrics each task kind produces, in table order.
 KIND_METRICS: dict[str, tuple[str, ...]] = {
@@ -49,6 +54,128 @@ KIND_METRICS: dict[str, tuple[str, ...]] = {
     "regression": ("mae", "rmse"),
     "generation": ("rouge-1", "rouge-L"),
 }
+
+#: How per-example values become the metric: their ``mean``, the square root of their
+#: mean (``root-mean``: RMSE from squared errors), or ``macro-f1`` over label indices
+#: (official F1 only: it is not a function of per-example values).
+Aggregation = Literal["mean", "root-mean", "macro-f1"]
+AGGREGATIONS: tuple[str, ...] = ("mean", "root-mean", "macro-f1")
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One metric a task may declare: its direction, its aggregation, and who computes it.
+
+    ``kinds`` lists the task kinds whose official scorer produces it (built-ins only). A
+    plugin's own metric leaves ``kinds`` empty and gives ``per_example(prediction, gold)
+    -> float``, called on stripped strings; ``aggregation`` is then ``mean`` or
+    ``root-mean`` (``per_example`` then returns squares, as RMSE's parts are squared
+    errors). ``per_example`` takes no part in equality, so a plugin module imported
+    twice re-registers the same definition without error.
+    """
+
+    name: str
+    higher_is_better: bool
+    aggregation: Aggregation = "mean"
+    kinds: tuple[str, ...] = ()
+    per_example: Callable[[str, str], float] | None = field(default=None, compare=False)
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not isinstance(self.name, str) or not self.name.strip():
+            problems.append("name must be a non-empty string")
+        if not isinstance(self.higher_is_better, bool):
+            problems.append(f"higher_is_better must be True or False, got {self.higher_is_better!r}")
+        if self.aggregation not in AGGREGATIONS:
+            problems.append(f"aggregation must be one of {', '.join(AGGREGATIONS)}, got {self.aggregation!r}")
+        unknown = [k for k in self.kinds if k not in KIND_METRICS]
+        if unknown:
+            problems.append(f"kinds {unknown} are not task kinds ({', '.join(KIND_METRICS)})")
+        if not self.kinds:
+            if self.per_example is None or not callable(self.per_example):
+                problems.append("a metric no official scorer produces needs per_example(prediction, gold) -> float")
+            if self.aggregation == "macro-f1":
+                problems.append("macro-f1 is the official F1's aggregation; a plugin metric aggregates by "
+                                "'mean' or 'root-mean'")
+        if problems:
+            raise ValueError(f"metric {self.name!r}: " + "; ".join(problems))
+
+    @property
+    def direction(self) -> Literal["higher", "lower"]:
+        return "higher" if self.higher_is_better else "lower"
+
+
+def _check_metric(name: str, metric: Metric) -> None:
+    if metric.name != name:
+        raise ValueError(f"the Metric is called {metric.name!r}; register it under that name")
+
+
+#: Every metric a task may declare, by name (built-ins and plugins).
+METRICS: Registry[Metric] = Registry("metric", "persona_bench.metrics", base=Metric, instances=True,
+                                     check=_check_metric)
+
+BUILTIN_METRICS: tuple[Metric, ...] = (
+    Metric("accuracy", True, "mean", ("classification",), description="share of exact label matches"),
+    Metric("f1", True, "macro-f1", ("classification",), description="sklearn macro F1 over the label list"),
+    Metric("mae", False, "mean", ("regression",), description="mean absolute error of the rating"),
+    Metric("rmse", False, "root-mean", ("regression",), description="root mean squared error of the rating"),
+    Metric("rouge-1", True, "mean", ("generation",), description="ROUGE-1 F-measure, no stemming"),
+    Metric("rouge-L", True, "mean", ("generation",), description="ROUGE-L F-measure, no stemming"),
+)
+for _metric in BUILTIN_METRICS:
+    METRICS.register(_metric.name, _metric)
+
+#: Built-in metric name -> True when higher is better. Kept for old callers; it does not
+#: know plugin metrics: use :func:`higher_is_better` or :func:`metric_direction`.
+METRIC_DIRECTION: dict[str, bool] = {m.name: m.higher_is_better for m in BUILTIN_METRICS}
+
+
+def register_metric(metric: Metric) -> Metric:
+    """Register a plugin's own metric (before building a ``TaskSpec`` that declares it)."""
+    return METRICS.register(metric.name, metric)
+
+
+def get_metric(name: str) -> Metric:
+    """The registered metric; an unknown name raises :class:`harness.registry.RegistryError`."""
+    return METRICS.get(name)
+
+
+def higher_is_better(name: str) -> bool:
+    """Whether a larger value of metric ``name`` is better (raises ``RegistryError`` if unknown)."""
+    return get_metric(name).higher_is_better
+
+
+def metric_direction(name: str) -> Literal["higher", "lower"]:
+    """``"higher"`` or ``"lower"``: which way metric ``name`` is better."""
+    return get_metric(name).direction
+
+
+def metric_problems(kind: str, metrics: Sequence[str]) -> list[str]:
+    """Why a task of ``kind`` cannot declare ``metrics`` (empty when it can).
+
+    Each metric must be registered, and either produced by the kind's official scorer or
+    computed by its own ``per_example`` function.
+    """
+    if kind not in KIND_METRICS:
+        return [f"kind {kind!r} has no official metrics (known: {', '.join(KIND_METRICS)})"]
+    problems = []
+    for name in metrics:
+        if name not in METRICS:
+            problems.append(f"metric {name!r} is not registered (known: {', '.join(METRICS.names())}; "
+                            "register a plugin metric with harness.metrics.register_metric)")
+            continue
+        metric = METRICS.get(name)
+        if name not in KIND_METRICS[kind] and metric.per_example is None:
+            problems.append(f"metric {name!r} is produced only for {', '.join(metric.kinds)} tasks, "
+                            f"not {kind} ones")
+    return problems
+
+
+def _own_metrics(task: TaskSpec) -> list[Metric]:
+    """The task's declared metrics that its kind's official scorer does not produce."""
+    official = KIND_METRICS.get(task.kind, ())
+    return [METRICS.get(m) for m in task.metrics if m not in official]
 
 
 @functools.lru_cache(maxsize=1)
@@ -114,11 +241,24 @@ def per_example_scores(task: TaskSpec, predictions: Sequence[str], golds: Sequen
       recomputed from the index pairs of a resample;
     * regression: ``"mae"`` (absolute error) and ``"rmse"`` (squared error; the metric is
       the square root of its mean);
-    * generation: ``"rouge-1"`` and ``"rouge-L"`` (per-example F-measure).
+    * generation: ``"rouge-1"`` and ``"rouge-L"`` (per-example F-measure);
+    * any plugin metric the task declares: its ``per_example`` values, under its name.
 
-    Paired tests may use ``parts[metric]`` directly for every metric but F1.
+    Paired tests may use ``parts[metric]`` directly for every ``mean`` metric (see
+    ``Metric.aggregation``); F1 and RMSE are recomputed per resample.
     """
     _check(task, predictions, golds)
+    parts = _official_parts(task, predictions, golds)
+    for metric in _own_metrics(task):
+        per_example = metric.per_example
+        assert per_example is not None  # metric_problems refused it otherwise
+        parts[metric.name] = np.array([float(per_example(str(p).strip(), str(g).strip()))
+                                       for p, g in zip(predictions, golds)], dtype=np.float64)
+    return parts
+
+
+def _official_parts(task: TaskSpec, predictions: Sequence[str], golds: Sequence[str]) -> dict[str, np.ndarray]:
+    """The official per-example parts of the task's kind (see :func:`per_example_scores`)."""
     if task.kind == "classification":
         pred, gold = label_indices(task.labels, predictions), label_indices(task.labels, golds)
         return {"accuracy": (pred == gold).astype(np.float64), "pred_index": pred, "gold_index": gold}
@@ -147,6 +287,15 @@ def aggregate(
         if idx.size == 0:
             raise ValueError("nothing to score: the index resample is empty")
         parts = {key: values[idx] for key, values in parts.items()}
+    out = _official_aggregate(task, parts)
+    for metric in _own_metrics(task):
+        mean = float(np.mean(parts[metric.name]))
+        out[metric.name] = math.sqrt(mean) if metric.aggregation == "root-mean" else mean
+    return out
+
+
+def _official_aggregate(task: TaskSpec, parts: Mapping[str, np.ndarray]) -> dict[str, float]:
+    """The official metrics of the task's kind from (resampled) parts."""
     if task.kind == "classification":
         return {
             "accuracy": float(np.mean(parts["accuracy"])),
@@ -164,13 +313,9 @@ def score(task: TaskSpec, predictions: Sequence[str], golds: Sequence[str]) -> d
 
 def _check(task: TaskSpec, predictions: Sequence[str], golds: Sequence[str]) -> None:
     """Refuse what the official rules cannot score, before any per-example work."""
-    produced = KIND_METRICS.get(task.kind)
-    if produced is None:
-        raise ValueError(f"task {task.name}: kind {task.kind!r} has no official metrics (known: {', '.join(KIND_METRICS)})")
-    unknown = [m for m in task.metrics if m not in produced]
-    if unknown:
-        raise ValueError(f"task {task.name}: {task.kind} tasks are scored with {', '.join(produced)}, "
-                         f"not {', '.join(unknown)}")
+    problems = metric_problems(task.kind, task.metrics)
+    if problems:
+        raise ValueError(f"task {task.name}: " + "; ".join(problems))
     if task.kind == "classification" and not task.labels:
         raise ValueError(f"task {task.name}: a classification task needs its label list")
     if len(predictions) != len(golds):

@@ -237,9 +237,12 @@ class DenseRetriever(Retriever):
     more to build than it saves. The expensive part is encoding, which the shared
     embedding cache does once per distinct text.
 
-    ``pooling="encoder"`` keeps the encoder preset's pooling (mean for Contriever and
-    MiniLM, CLS for bge); ``"mean"`` or ``"cls"`` override it. Queries get the preset's
-    query instruction (bge's), as the encoder was trained with it.
+    ``pooling="encoder"`` keeps the encoder's own pooling (mean for Contriever and
+    MiniLM, CLS for bge; a sentence-transformers folder's declared one); ``"mean"`` or
+    ``"cls"`` override it. Queries, never profile items, get the encoder's query
+    instruction (bge's, wherever the model was loaded from), as the encoder was trained
+    with it. Texts are cut at the encoder's own maximum (512 for Contriever and bge, as
+    LaMP's ``tokenizer(..., truncation=True)``; see :mod:`harness.encoders`).
     """
 
     name = "contriever"

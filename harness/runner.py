@@ -3,11 +3,23 @@
 Batches are fixed chunks of the length-sorted example list, so an interrupted run that
 resumes, a single process and N sharded processes all predict exactly the same batches
 and therefore produce identical predictions.
+
+Order of a run, chosen so that a cached cell is never silently wrong and a failed
+attempt leaves nothing a later run inherits:
+
+1. :func:`resolve` checks every input and builds the hashed :class:`RunConfig` (data
+   checksums, versions, profile, decoding) without writing anything;
+2. a finished run with this hash is verified (:func:`harness.store.verify_run`) and
+   reused only when sound; a damaged one is named and repaired;
+3. the method is constructed (its own checks) before the run folder exists;
+4. under the run's lock: ``--force`` clears the old results, the method fits,
+   ``config.json`` is written, missing batches are predicted, metrics are written.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import random
 import resource
@@ -22,17 +34,23 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from harness import distributed
-from harness.api import USER_ARTIFACTS, Example, Method, RunContext, Split, TaskSpec, parse_params
-from harness.backbones import GenerationSettings
+from harness import distributed, inputs
+from harness.api import USER_ARTIFACTS, Example, Method, RunContext, Split, TaskSpec
 from harness.metrics import score
 from harness.registries import METHODS, TASKS
+from harness.settings import GenerationSettings, generation_for, resolve_profile
 from harness.store import RunConfig, RunDir, atomic_write_json, provenance
+
+FIT_FILE = "fit.json"
 
 
 @dataclass(frozen=True)
 class RunRequest:
-    """What a user asks for; the runner resolves it into a hashable :class:`RunConfig`."""
+    """What a user asks for; the runner resolves it into a hashable :class:`RunConfig`.
+
+    ``profile=None`` means ``paper`` on a GPU and ``small`` elsewhere; ``generation=None``
+    means the profile's generation settings (explicit settings replace them whole).
+    """
 
     task: str
     method: str
@@ -43,12 +61,14 @@ class RunRequest:
     split: str = "dev"
     limit: int | None = None
     seed: int = 0
-    generation: GenerationSettings = GenerationSettings()
+    generation: GenerationSettings | None = None
     out: Path = Path("runs")
     shard: tuple[int, int] | None = None  # None: from the launcher's env (RANK/WORLD_SIZE), else all
     device: str = "cpu"
     progress: bool = True
     force: bool = False
+    profile: str | None = None
+    decoding: str = "free"
 
 
 @dataclass
@@ -56,6 +76,18 @@ class RunResult:
     path: Path
     metrics: dict[str, Any]
     reused: bool
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A resolved request: everything checked and loaded, nothing written yet."""
+
+    task: TaskSpec
+    method_cls: type[Method]
+    params: Any
+    split: Split
+    train: Split | None
+    config: RunConfig
 
 
 def seed_everything(seed: int) -> None:
@@ -109,16 +141,40 @@ def load_task_split(task: TaskSpec, data: str, split: str, seed: int) -> Split:
 
 def fixed_batches(examples: Sequence[Example], batch_size: int) -> list[list[Example]]:
     """Length-sorted fixed batches: fewer pad tokens, and the same batches on every run."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     order = sorted(examples, key=lambda e: (-len(e.input), e.id))
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-def resolve(request: RunRequest) -> tuple[TaskSpec, type[Method], Any, Split, RunConfig]:
+def _check_request(request: RunRequest) -> None:
+    """The request's own fields (the command line checks the same values by flag name)."""
+    inputs.limit(request.limit, "limit")
+    inputs.integer(request.seed, "seed")
+    inputs.data(request.data, "data")
+    inputs.decoding(request.decoding, "decoding")
+    inputs.device(request.device, "device")
+    inputs.out_dir(request.out, "out")
+    if request.shard is not None:
+        i, n = request.shard
+        if not 0 <= i < n:
+            raise inputs.InputError(f"shard {i}/{n}: needs 0 <= i < n")
+
+
+def resolve(request: RunRequest) -> Plan:
+    """Check the request, load the data, build the params and the hashed config; write nothing."""
+    _check_request(request)
     task: TaskSpec = TASKS.get(request.task)
     method_name = METHODS.resolve_name(request.method)
     method_cls = METHODS.get(method_name)
-    params = parse_params(method_cls.Params, request.params)
+    profile = resolve_profile(request.profile, request.device)
+    if request.decoding == "constrained" and not task.labels:
+        raise inputs.InputError(f"--decoding constrained picks one of the task's labels, and {task.name} "
+                                "has none (a generation task); use --decoding free")
+    params = inputs.method_params(method_cls, request.params, method_name, profile)
+    generation = request.generation if request.generation is not None else generation_for(profile)
     split = load_task_split(task, request.data, request.split, request.seed)
+    train = load_task_split(task, request.data, "train", request.seed) if method_cls.uses_train else None
     if split.source.is_synthetic:
         notice(f"NOTICE: {task.name} runs on SYNTHETIC LaMP-format data ({split.source.location}). "
                "Scores measure the harness and planted per-user signals, not real users. "
@@ -127,9 +183,11 @@ def resolve(request: RunRequest) -> tuple[TaskSpec, type[Method], Any, Split, Ru
         task=task.name, method=method_name, params=dataclasses.asdict(params), llm=request.llm,
         encoder=request.encoder, data_kind=split.source.kind, data_location=split.source.location,
         data_checksum=split.source.checksum, split=request.split, limit=request.limit, seed=request.seed,
-        generation=request.generation, shard=request.shard if request.shard is not None else distributed.env_shard(),
+        generation=generation, shard=request.shard if request.shard is not None else distributed.env_shard(),
+        profile=profile, decoding=request.decoding, method_version=int(method_cls.version),
+        task_version=int(task.version), train_checksum=train.source.checksum if train is not None else None,
     )
-    return task, method_cls, params, split, config
+    return Plan(task, method_cls, params, split, train, config)
 
 
 def notice(message: str) -> None:
@@ -138,52 +196,90 @@ def notice(message: str) -> None:
 
 
 def run(request: RunRequest, on_batch: Callable[[int], None] | None = None) -> RunResult:
-    """Run (or reuse, or resume) one cell and return its metrics."""
-    task, method_cls, params, split, config = resolve(request)
+    """Run (or reuse a verified finished, or resume an unfinished) cell and return its metrics."""
+    plan = resolve(request)
+    task, config = plan.task, plan.config
+    examples = list(plan.split.examples[: config.limit] if config.limit else plan.split.examples)
+    if not examples:
+        raise ValueError(f"split {plan.split.name!r} of {task.name} has no questions to evaluate")
+    _check_golds(examples, plan.split)
     rundir = RunDir(request.out, config)
+    damaged: list[str] = []
     if rundir.is_complete and not request.force:
-        return RunResult(rundir.path, _read_json(rundir.metrics_path), reused=True)
+        damaged = rundir.verify({e.id for e in examples})
+        if not damaged:
+            return RunResult(rundir.path, json.loads(rundir.metrics_path.read_text()), reused=True)
+        notice(f"finished run {rundir.path} is damaged, repairing it (valid predictions are kept): "
+               + "; ".join(damaged))
+    reset_peak_rss()
+    seed_everything(config.seed)
+    ctx = RunContext(task=task, llm_name=config.llm, encoder_name=config.encoder, seed=config.seed,
+                     artifacts_dir=rundir.artifacts, generation=config.generation, device=request.device,
+                     progress=request.progress, profile=config.profile, decoding=config.decoding)
+    method: Method = plan.method_cls(ctx, plan.params)  # its checks run before the run folder exists
     with rundir:
-        reset_peak_rss()
-        rundir.write_config({"provenance": provenance(), "data_source": _source_dict(split),
-                             "method_description": method_cls.description})
-        seed_everything(config.seed)
-        ctx = RunContext(task=task, llm_name=config.llm, encoder_name=config.encoder, seed=config.seed,
-                         artifacts_dir=rundir.artifacts, generation=config.generation, device=request.device,
-                         progress=request.progress)
-        method: Method = method_cls(ctx, params)
-        examples = list(split.examples[: config.limit] if config.limit else split.examples)
-        _check_golds(examples, split)
-        fit_info = _fit(method, task, request, rundir)
-        batches = fixed_batches(examples, config.generation.batch_size)
-        if config.shard is not None:
-            index, count = config.shard
-            batches = batches[index::count]
-        done = rundir.done_predictions()
-        todo = [b for b in batches if any(e.id not in done for e in b)]
-        seed_everything(config.seed)
-        bar = tqdm(total=len(batches), initial=len(batches) - len(todo), desc=f"{task.name}/{config.method}",
-                   unit="batch", disable=not request.progress)
-        for i, batch in enumerate(todo):
-            start = time.perf_counter()
-            raw = method.predict(batch)
-            if len(raw) != len(batch):
-                raise RuntimeError(f"method {config.method} returned {len(raw)} predictions for {len(batch)} examples")
-            per_example = (time.perf_counter() - start) / len(batch)
-            rundir.append_predictions([
-                {"id": e.id, "user": e.user_key, "raw": r, "prediction": task.parse_output(r),
-                 "gold": e.output, "seconds": per_example}  # gold: lets tables bootstrap without the data
-                for e, r in zip(batch, raw) if e.id not in done
-            ])
-            bar.update(1)
-            if on_batch is not None:
-                on_batch(i)
-        bar.close()
-        metrics = _finish(task, method, examples, rundir, fit_info, split)
+        if request.force:
+            rundir.clear()
+            if distributed.is_distributed():
+                distributed.barrier()  # nobody reads shared files while shard 0 clears them
+        elif damaged:
+            rundir.discard_results()
+        repaired = rundir.repair_predictions()
+        if repaired:
+            notice(f"repaired predictions in {rundir.path} (dropped what could not be read): " + "; ".join(repaired))
+        fit_info = _fit(method, plan.train, rundir)
+        rundir.write_config({"provenance": provenance(), "data_source": _source_dict(plan.split),
+                             "method_description": plan.method_cls.description})
+        _predict(method, task, examples, rundir, request, on_batch)
+        metrics = _finish(task, method, examples, rundir, fit_info, plan.split)
+    if metrics is None and config.shard is None:
+        raise RuntimeError(f"run {rundir.path}: predictions are missing after predicting every batch")
     return RunResult(rundir.path, metrics or {}, reused=False)
 
 
-def _fit(method: Method, task: TaskSpec, request: RunRequest, rundir: RunDir) -> dict[str, Any]:
+def _predict(method: Method, task: TaskSpec, examples: Sequence[Example], rundir: RunDir, request: RunRequest,
+             on_batch: Callable[[int], None] | None) -> None:
+    """Predict every batch (of this shard) that has an example without a stored prediction."""
+    config = rundir.config
+    batches = fixed_batches(examples, config.generation.batch_size)
+    if config.shard is not None:
+        index, count = config.shard
+        batches = batches[index::count]
+    done = rundir.done_predictions()
+    todo = [b for b in batches if any(e.id not in done for e in b)]
+    seed_everything(config.seed)
+    bar = tqdm(total=len(batches), initial=len(batches) - len(todo), desc=f"{task.name}/{config.method}",
+               unit="batch", disable=not request.progress)
+    ctx = method.ctx
+    for i, batch in enumerate(todo):
+        ctx.last_prompts = None  # what this predict call records, and nothing older
+        ctx.last_retrieved = None
+        start = time.perf_counter()
+        raw = method.predict(batch)
+        if len(raw) != len(batch):
+            raise RuntimeError(f"method {config.method} returned {len(raw)} predictions for {len(batch)} examples")
+        per_example = (time.perf_counter() - start) / len(batch)
+        prompts = _aligned(ctx.last_prompts, len(batch))
+        retrieved = _aligned(ctx.last_retrieved, len(batch))
+        rundir.append_predictions([
+            {"id": e.id, "user": e.user_key, "raw": str(r), "prediction": task.parse_output(str(r)),
+             "gold": e.output, "seconds": per_example,  # gold: lets tables bootstrap without the data
+             "prompt_sha256": hashlib.sha256(prompts[j].encode()).hexdigest() if prompts else None,
+             "retrieved": list(retrieved[j]) if retrieved else None}
+            for j, (e, r) in enumerate(zip(batch, raw)) if e.id not in done
+        ])
+        bar.update(1)
+        if on_batch is not None:
+            on_batch(i)
+    bar.close()
+
+
+def _aligned(values: Sequence[Any] | None, n: int) -> Sequence[Any] | None:
+    """Per-example audit values only when there is exactly one per example of the batch."""
+    return values if values is not None and len(values) == n else None
+
+
+def _fit(method: Method, train: Split | None, rundir: RunDir) -> dict[str, Any]:
     """Fit once; the timing of the first fit is kept so resumed runs report true cost.
 
     Under a launcher (several processes, see :mod:`harness.distributed`): a method with
@@ -191,31 +287,41 @@ def _fit(method: Method, task: TaskSpec, request: RunRequest, rundir: RunDir) ->
     and rank 0 saves); any other method is fitted by rank 0 first while the others wait,
     and then by the others, which find and load rank 0's artifact.
     """
-    if not method.uses_train:
+    if not method.uses_train or train is None:
         return {"fit_seconds": 0.0}
-    train = load_task_split(task, request.data, "train", request.seed)
     if not distributed.is_distributed():
         return _fit_and_record(method, train, rundir)
     if getattr(method, "data_parallel_fit", False):
         _fit_and_record(method, train, rundir, write=distributed.is_main())
         distributed.barrier()  # rank 0's fit.json is on disk for everyone
-        return _read_json(rundir.artifacts / "fit.json")
+        return json.loads((rundir.artifacts / FIT_FILE).read_text())
     with distributed.main_first():  # rank 0 fits, saves, records; the others then load
         info = _fit_and_record(method, train, rundir)
     return info
 
 
 def _fit_and_record(method: Method, train: Split, rundir: RunDir, write: bool = True) -> dict[str, Any]:
-    fit_path = rundir.artifacts / "fit.json"
+    """Fit, then record what the fit used: the method's own summary over the runner's figures."""
+    fit_path = rundir.artifacts / FIT_FILE
     start = time.perf_counter()
     method.fit(list(train.examples))
-    if fit_path.exists():
-        return _read_json(fit_path)
+    existing = _readable_json(fit_path)
+    if existing is not None:  # a resumed run: the first fit's record stays
+        return existing
     info = {"fit_seconds": time.perf_counter() - start, "fit_peak_rss_mb": peak_rss_mb(),
-            "train_examples": len(train.examples), "train_checksum": train.source.checksum}
+            "train_examples_available": len(train.examples), "train_checksum": train.source.checksum,
+            **method.fit_summary()}
     if write:
         atomic_write_json(fit_path, info)
     return info
+
+
+def _readable_json(path: Path) -> dict[str, Any] | None:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) and value else None
 
 
 def _check_golds(examples: Sequence[Example], split: Split) -> None:
@@ -227,25 +333,33 @@ def _check_golds(examples: Sequence[Example], split: Split) -> None:
 
 def _finish(task: TaskSpec, method: Method, examples: Sequence[Example], rundir: RunDir,
             fit_info: Mapping[str, Any], split: Split) -> dict[str, Any] | None:
-    """Write metrics once every example has a prediction (all shards, when sharded)."""
-    records = {r["id"]: r for r in rundir.iter_all_predictions()}
+    """Write metrics once every example has a prediction (all shards, when sharded).
+
+    ``official`` scores the stripped raw generation exactly as LaMP's evaluation script
+    does; ``parsed`` scores ``task.parse_output(raw)``, a separate, labelled metric set.
+    """
+    records = rundir.done_predictions()  # read-only: other shards' files are never touched
     if any(e.id not in records for e in examples):
         return None  # other shards still running; the last one to finish writes metrics
     ordered = [records[e.id] for e in examples]
-    preds = [r["prediction"] for r in ordered]
     golds = [e.output or "" for e in examples]
-    n_users = len({e.user_key for e in examples})
+    config = rundir.config
+    seconds = sum(float(r["seconds"]) for r in ordered)
     metrics = {
         "task": task.name,
-        "method": rundir.config.method,
-        "metrics": score(task, preds, golds),
+        "method": config.method,
+        "official": score(task, [r["raw"].strip() for r in ordered], golds),
+        "parsed": score(task, [r["prediction"] for r in ordered], golds),
+        "decoding": config.decoding,
+        "profile": config.profile,
         "n_examples": len(examples),
-        "n_users": n_users,
+        "n_users": len({e.user_key for e in examples}),
         "data_source": _source_dict(split),
+        "fit": dict(fit_info),
         "cost": {
             **fit_info,
-            "predict_seconds": sum(r["seconds"] for r in ordered),
-            "predict_seconds_per_example": sum(r["seconds"] for r in ordered) / len(ordered),
+            "predict_seconds": seconds,
+            "predict_seconds_per_example": seconds / len(ordered),
             "peak_rss_mb": peak_rss_mb(),
             **storage_cost(rundir.artifacts),
             **method.cost(),
@@ -258,7 +372,3 @@ def _finish(task: TaskSpec, method: Method, examples: Sequence[Example], rundir:
 def _source_dict(split: Split) -> dict[str, Any]:
     return {"kind": split.source.kind, "location": split.source.location, "checksum": split.source.checksum,
             "detail": dict(split.source.detail), "split": split.name}
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text())

@@ -19,10 +19,12 @@ Config files are TOML (stdlib ``tomllib``)::
     llms = ["smollm2-135m"]
     encoders = ["minilm-l6"]
     seeds = [0]
+    profile = "small"                   # or "paper"; omit: paper on a GPU, small on CPU
+    decoding = "free"                   # or "constrained" (classification tasks)
     skip_unregistered = true            # methods not (yet) registered are listed, not failed
     methods = ["adhoc", {name = "bm25", params = {k = 1}}, {name = "pplug+rag", grid = {k = [1, 2, 4]}}]
 
-    [generation]
+    [generation]                        # explicit settings override the profile's
     num_beams = 4
     batch_size = 16
 """
@@ -45,7 +47,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from harness.backbones import GenerationSettings
+from harness import inputs
+from harness.api import PROFILES
+from harness.settings import GENERATION_KEYS, generation_for, resolve_profile
 from harness.store import atomic_write_json, atomic_write_text
 
 SUMMARY_DIR = "_sweeps"
@@ -83,11 +87,13 @@ class SweepSpec:
     data: str = "synthetic"
     split: str = "dev"
     limit: int | None = None
-    generation: GenerationSettings = field(default_factory=GenerationSettings)
+    generation: Mapping[str, int] = field(default_factory=dict)  # explicit settings over the profile's
     out: Path = Path("runs")
     device: str = "cpu"
     skip_unregistered: bool = False
     description: str = ""
+    profile: str | None = None  # None: paper on a GPU, small on CPU
+    decoding: str = "free"
 
 
 @dataclass(frozen=True)
@@ -149,7 +155,7 @@ class SweepConfigError(ValueError):
 
 
 _SPEC_KEYS = {f.name for f in fields(SweepSpec)}
-_GEN_KEYS = {f.name for f in fields(GenerationSettings)}
+_GEN_KEYS = set(GENERATION_KEYS)
 
 
 def load_spec(path: Path, overrides: Mapping[str, Any] | None = None) -> SweepSpec:
@@ -176,34 +182,60 @@ def load_spec(path: Path, overrides: Mapping[str, Any] | None = None) -> SweepSp
 
 
 def spec_from_mapping(raw: Mapping[str, Any], where: str = "sweep") -> SweepSpec:
-    """Validate a config mapping (unknown keys are errors: a typo must not silently shrink a grid)."""
+    """Validate a config mapping (unknown keys are errors: a typo must not silently shrink a grid).
+
+    Every bad value names its key and ``where`` (the file), e.g. ``s.toml: 'limit' must be
+    an integer, got 'four'``.
+    """
     unknown = set(raw) - _SPEC_KEYS
     if unknown:
         raise SweepConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(_SPEC_KEYS))}")
     for key in ("tasks", "methods"):
         if not raw.get(key):
             raise SweepConfigError(f"{where}: '{key}' must list at least one entry")
+    try:
+        return _spec(raw, where)
+    except inputs.InputError as exc:
+        raise SweepConfigError(str(exc)) from None
+
+
+def _spec(raw: Mapping[str, Any], where: str) -> SweepSpec:
+    key = lambda name: f"{where}: '{name}'"  # noqa: E731 - how every message names a key
     gen = raw.get("generation", {})
-    if isinstance(gen, GenerationSettings):
-        generation = gen
-    else:
-        bad = set(gen) - _GEN_KEYS
-        if bad:
-            raise SweepConfigError(f"{where}: unknown generation key(s) {', '.join(sorted(bad))}; "
-                                   f"known: {', '.join(sorted(_GEN_KEYS))}")
-        generation = GenerationSettings(**gen)
+    if not isinstance(gen, Mapping):
+        raise SweepConfigError(f"{key('generation')} must be a table of settings")
+    bad = set(gen) - _GEN_KEYS
+    if bad:
+        raise SweepConfigError(f"{where}: unknown generation key(s) {', '.join(sorted(bad))}; "
+                               f"known: {', '.join(sorted(_GEN_KEYS))}")
+    generation = inputs.generation(gen, {k: f"{where}: 'generation.{k}'" for k in _GEN_KEYS})
     limit = raw.get("limit")
+    limit = None if limit == 0 and not isinstance(limit, bool) else inputs.limit(limit, key("limit"))
+    seeds = raw.get("seeds", SweepSpec.seeds)
+    if not isinstance(seeds, (list, tuple)) or not seeds:
+        raise SweepConfigError(f"{key('seeds')} must be a list of integers")
+    profile = raw.get("profile")
+    if profile is not None:
+        inputs.choice(profile, PROFILES, key("profile"))
+    for name in ("data", "split", "device", "name", "description"):
+        if name in raw and not isinstance(raw[name], str):
+            raise SweepConfigError(f"{key(name)} must be a string, got {raw[name]!r}")
+    if not isinstance(raw.get("skip_unregistered", False), bool):
+        raise SweepConfigError(f"{key('skip_unregistered')} must be true or false")
+    if not isinstance(raw.get("out", ""), (str, Path)):
+        raise SweepConfigError(f"{key('out')} must be a path string")
     return SweepSpec(
         name=str(raw.get("name", "sweep")),
         tasks=_strings(raw["tasks"], "tasks", where),
         methods=tuple(m for entry in raw["methods"] for m in _method_specs(entry, where)),
         llms=_strings(raw.get("llms", SweepSpec.llms), "llms", where),
         encoders=_strings(raw.get("encoders", SweepSpec.encoders), "encoders", where),
-        seeds=tuple(int(s) for s in raw.get("seeds", SweepSpec.seeds)),
-        data=str(raw.get("data", SweepSpec.data)), split=str(raw.get("split", SweepSpec.split)),
-        limit=None if limit in (None, 0) else int(limit), generation=generation,
-        out=Path(raw.get("out", SweepSpec.out)), device=str(raw.get("device", SweepSpec.device)),
-        skip_unregistered=bool(raw.get("skip_unregistered", False)), description=str(raw.get("description", "")),
+        seeds=tuple(inputs.integer(s, key("seeds")) for s in seeds),
+        data=inputs.data(raw.get("data", SweepSpec.data), key("data")), split=raw.get("split", SweepSpec.split),
+        limit=limit, generation=generation,
+        out=Path(raw.get("out", SweepSpec.out)), device=raw.get("device", SweepSpec.device),
+        skip_unregistered=raw.get("skip_unregistered", False), description=raw.get("description", ""),
+        profile=profile, decoding=inputs.decoding(raw.get("decoding", "free"), key("decoding")),
     )
 
 
@@ -267,6 +299,8 @@ def run_sweep(spec: SweepSpec, *, console: Console | None = None, progress: bool
         console.print(f"[yellow]skipping unregistered method(s):[/] {escape(', '.join(unregistered))}",
                       highlight=False)
     report = SweepReport(spec, [], summary_path(spec))
+    profile = resolve_profile(spec.profile, spec.device)
+    generation = generation_for(profile, spec.generation)
     log_dir = report.summary_path.parent / spec.name
     started = time.time()
     with _progress(console, progress) as bar:
@@ -282,7 +316,8 @@ def run_sweep(spec: SweepSpec, *, console: Console | None = None, progress: bool
                 request = RunRequest(
                     task=cell.task, method=cell.method.name, params=dict(cell.method.params), llm=cell.llm,
                     encoder=cell.encoder, data=spec.data, split=spec.split, limit=spec.limit, seed=cell.seed,
-                    generation=spec.generation, out=spec.out, device=spec.device, progress=False,
+                    generation=generation, out=spec.out, device=spec.device, progress=False, profile=profile,
+                    decoding=spec.decoding,
                 )
                 report.outcomes.append(_run_cell(cell, request, run, log_dir,
                                                  on_batch=lambda _i: bar.advance(current)))
@@ -311,7 +346,7 @@ def _run_cell(cell: SweepCell, request: Any, run: Any, log_dir: Path, on_batch: 
         return CellOutcome(cell, "failed", time.perf_counter() - start, error=f"{type(exc).__name__}: {exc}",
                            log=str(log))
     status = "reused" if result.reused else "ran"
-    metrics = dict(result.metrics.get("metrics", {})) if result.metrics else {}
+    metrics = dict(result.metrics.get("official", {})) if result.metrics else {}
     return CellOutcome(cell, status, time.perf_counter() - start, path=str(result.path), metrics=metrics)
 
 
@@ -340,8 +375,8 @@ def _spec_dict(spec: SweepSpec) -> dict[str, Any]:
         "tasks": spec.tasks,
         "methods": [{"name": m.name, "params": dict(m.params), "encoder": m.encoder} for m in spec.methods],
         "llms": spec.llms, "encoders": spec.encoders, "seeds": spec.seeds, "data": spec.data, "split": spec.split,
-        "limit": spec.limit, "generation": spec.generation.__dict__, "out": str(spec.out), "device": spec.device,
-        "skip_unregistered": spec.skip_unregistered,
+        "limit": spec.limit, "generation": dict(spec.generation), "out": str(spec.out), "device": spec.device,
+        "skip_unregistered": spec.skip_unregistered, "profile": spec.profile, "decoding": spec.decoding,
     }, default=str))
 
 
@@ -350,7 +385,7 @@ def with_overrides(spec: SweepSpec, **overrides: Any) -> SweepSpec:
     given = {k: v for k, v in overrides.items() if v is not None}
     gen = {k: given.pop(k) for k in list(given) if k in _GEN_KEYS}
     if gen:
-        given["generation"] = replace(spec.generation, **gen)
+        given["generation"] = {**spec.generation, **inputs.generation(gen)}
     return replace(spec, **given)
 
 

@@ -80,7 +80,7 @@ def official_urls(task: TaskSpec, split_kind: Literal["time", "user"] = "time", 
                              "licensed (LDC2015T03). Build the files with the LaMP repository's scripts and pass "
                              "their folder with --data DIR.")
         raise ValueError(f"{task.name} is not an official LaMP task, so there is nothing to download "
-                         f"({task.extra.get('note') or 'see its documentation for how to get its data'}).")
+                         f"({task.data_note or 'see its documentation for how to get its data'}).")
     if split_kind not in ("time", "user"):
         raise ValueError(f"split_kind must be 'time' or 'user', not {split_kind!r}")
     unknown = [s for s in splits if s not in SPLITS]

@@ -399,10 +399,10 @@ def _how_to_get(task: TaskSpec) -> str:
     ways = []
     if is_downloadable(task):
         ways.append(f"`bench data download --task {task.name}` (official files)")
-    if task.extra.get("synthetic", True):
+    if task.has_synthetic_data:
         ways.append(f"`bench data synth --task {task.name} --out DIR` (synthetic data)")
     hint = "Get the data with " + " or ".join(ways) + "." if ways else ""
-    note = task.extra.get("note")
+    note = task.data_note
     return " ".join(part for part in (hint, f"Note: {note}." if note else "") if part)
 
 
@@ -533,9 +533,31 @@ def load_split(task: TaskSpec, data_dir: Path, split: str = "dev") -> Split:
     return loaded
 
 
-def validate_dir(task: TaskSpec, data_dir: Path, splits: Sequence[str] = SPLITS) -> list[str]:
-    """Every problem in a folder's splits (up to :data:`MAX_PROBLEMS`); empty when valid."""
+def present_splits(task: TaskSpec, data_dir: Path) -> tuple[str, ...]:
+    """The splits whose questions file is in the folder (in :data:`SPLITS` order)."""
+    found = []
+    for split in SPLITS:
+        try:
+            _locate(task, Path(data_dir), split)
+        except DataError:
+            continue
+        found.append(split)
+    return tuple(found)
+
+
+def validate_dir(task: TaskSpec, data_dir: Path, splits: Sequence[str] | None = None) -> list[str]:
+    """Every problem in a folder's splits (up to :data:`MAX_PROBLEMS`); empty when valid.
+
+    ``splits=None`` checks the splits that are present: a folder holding only
+    ``dev_questions.json`` and ``dev_outputs.json`` (one downloaded split) is valid. A
+    folder with none of them, or a named split that is missing, is a problem.
+    """
     problems = Problems()
+    if splits is None:
+        splits = present_splits(task, data_dir)
+        if not splits:
+            problems.add(f"{data_dir}: no split of {task.name} found (looked for "
+                         f"{', '.join(f'{s}_questions.json' for s in SPLITS)}). {_how_to_get(task)}")
     for split in splits:
         _load(task, Path(data_dir), split, problems)
     return problems.report()

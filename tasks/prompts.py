@@ -23,7 +23,9 @@ the truncation changes what the model reads:
   returned alone.
 
 Token counts use the given tokenizer, as LaMP uses the backbone's: pass the backbone's
-tokenizer (``ctx.llm().tokenizer``).
+tokenizer (``ctx.llm().tokenizer``). Methods do not call this directly: they go through
+:func:`harness.augment.augmented_prompts`, which retrieves, renders and applies the one
+budget rule (the rendering budget is also the LLM's input cut-off, as in LaMP).
 """
 
 from __future__ import annotations

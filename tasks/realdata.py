@@ -347,23 +347,30 @@ def _spec(name: str, analogue: str, **kw: Any) -> TaskSpec:
     )
 
 
+# Each task takes its LaMP analogue's PPlug settings (tasks/lamp.py): generation and target
+# caps of 128 new tokens (10 for the rating task), and the analogue's history text (the
+# review, the review + its summary line, the movie description, the whole tweet); the
+# user's own ratings and tags stay out of it, as in the reference. Version 2.
 REALDATA_TASKS: tuple[TaskSpec, ...] = (
     _spec("amazon-rating", "lamp3", description="Amazon reviewer's 1-5 rating of their own review (LaMP-3 style)",
           kind="regression", metrics=("mae", "rmse"), item_fields=("text", "score"),
           query=after("review:"), corpus_text=fields("text"), item_output_field="score", item_template=None,
-          labels=("1", "2", "3", "4", "5"), max_new_tokens=4, parse_output=parse_rating, prompt_style="lamp3"),
+          labels=("1", "2", "3", "4", "5"), max_new_tokens=10, parse_output=parse_rating, prompt_style="lamp3",
+          history_text=fields("text"), version=2),
     _spec("amazon-summary", "lamp4", description="Amazon reviewer's own summary line for a review (LaMP-4 style)",
           kind="generation", metrics=("rouge-1", "rouge-L"), item_fields=("text", "title"),
           query=after("review:"), corpus_text=fields("title", "text"), item_output_field="title",
-          item_template=None, max_new_tokens=16, parse_output=parse_generation, prompt_style="lamp4"),  # short lines
+          item_template=None, max_new_tokens=128, parse_output=parse_generation, prompt_style="lamp4",
+          history_text=fields("text", "title"), version=2),
     _spec("movielens-tag", "lamp2", description="MovieLens user's tag for a movie, 15 frequent tags (LaMP-2 style)",
           kind="classification", metrics=("accuracy", "f1"), item_fields=("description", "tag"),
           query=after("description:"), corpus_text=fields("description"), item_output_field="tag",
-          item_template=None, labels=MOVIELENS_TAGS, max_new_tokens=8, parse_output=parse_label(MOVIELENS_TAGS),
-          prompt_style="lamp2"),
+          item_template=None, labels=MOVIELENS_TAGS, max_new_tokens=128, parse_output=parse_label(MOVIELENS_TAGS),
+          prompt_style="lamp2", history_text=fields("description"), version=2),
     _spec("tweets", "lamp7", description="Complete a human account's tweet in its own style (LaMP-7 style)",
           kind="generation", metrics=("rouge-1", "rouge-L"), item_fields=("text", "start", "rest"),
           query=after(":"), corpus_text=fields("text"), item_output_field="rest", item_template=None,
-          max_new_tokens=32, parse_output=parse_generation, prompt_style="lamp7"),  # the rest: <= ~25 words
+          max_new_tokens=128, parse_output=parse_generation, prompt_style="lamp7",
+          history_text=fields("text"), version=2),
 )
 RECIPE_TASKS: dict[str, TaskSpec] = {spec.name: spec for spec in REALDATA_TASKS}

@@ -73,8 +73,8 @@ def resolve_data_dir(task: TaskSpec, data: str) -> Path | str:
         except loader.DataError:
             data = "synthetic"
     if data == "synthetic" or data.startswith("synthetic:"):
-        if task.extra.get("synthetic") is False:
-            raise ValueError(f"{task.name} has no synthetic data ({task.extra.get('note', '')}); pass --data DIR")
+        if not task.has_synthetic_data:
+            raise ValueError(f"{task.name} has no synthetic data ({task.data_note}); pass --data DIR")
         return synthetic_dir(task, int(data.split(":", 1)[1]) if ":" in data else 0)
     path = Path(data).expanduser()
     if path.exists():

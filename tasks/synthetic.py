@@ -19,11 +19,13 @@ that wants recency must read the dates. All ids (questions and items) are unique
 strings within a folder; the first digit names the split.
 
 Sizes: ``n_users`` gives the number of *questions* per split (default
-:data:`DEFAULT_SIZES`, small enough for a 135M model on two CPU cores). In time-based
-mode a user asks 1-3 questions at increasing points of one timeline, so the later
-questions' profiles contain the earlier ones' items (and share a ``user_id``); in
-user-based mode every question has its own user and no ``user_id``. Each profile holds
-``profile_size = (min, max)`` items. Files are written record by record, each item
+:data:`DEFAULT_SIZES`: 2,000 train and 300 dev questions, LaMP-like for a trained method
+and enough dev questions to tell methods apart). In time-based mode a user asks 1-3
+questions at increasing points of one timeline, so the later questions' profiles contain
+the earlier ones' items (and share a ``user_id``); in user-based mode every question has
+its own user and no ``user_id``. Each profile holds ``profile_size = (min, max)`` items
+(default :data:`DEFAULT_PROFILE_SIZE`). The word lists live in
+:mod:`tasks.synthetic_words`; this module is the engine. Files are written record by record, each item
 serialized once per user, so LaMP-scale sets (thousands of questions x hundreds of items)
 take seconds and little memory.
 
@@ -86,14 +88,22 @@ from types import MappingProxyType
 from typing import Any, TypeVar
 
 from harness.api import TaskSpec
+from tasks import synthetic_words as vocab
 from tasks.lamp import LAMP2_TAGS
 
 T = TypeVar("T")
 
-GENERATOR_VERSION = "3"
+# "4": LaMP-like default sizes (issue 14.1) and the word lists moved to tasks.synthetic_words
+# (the text for a given seed is unchanged by the move; the version also seeds every user).
+GENERATOR_VERSION = "4"
 SPLITS: tuple[str, ...] = ("train", "dev", "test")
-DEFAULT_SIZES: Mapping[str, int] = MappingProxyType({"train": 120, "dev": 60, "test": 20})
-DEFAULT_PROFILE_SIZE: tuple[int, int] = (20, 80)
+#: Questions per split: enough train questions to learn from, enough dev questions for
+#: confidence intervals that can separate methods (issue 14: >= 2,000 and >= 300).
+DEFAULT_SIZES: Mapping[str, int] = MappingProxyType({"train": 2000, "dev": 300, "test": 20})
+#: Items per profile. With 1-3 questions per user this makes about 30,000 distinct history
+#: items per task (train + dev + test), which a MiniLM-sized encoder reads once in minutes
+#: on two cores; LaMP's own profiles are longer, the planted signal needs about 10.
+DEFAULT_PROFILE_SIZE: tuple[int, int] = (10, 30)
 
 SIGNAL_DOC: dict[str, str] = {
     "lamp1": "authors favour 1-2 method families (named in their profile abstracts); the related reference "
@@ -200,77 +210,7 @@ def _one_of(rng: random.Random, favourites: Sequence[str], everything: Sequence[
     return _pick(rng, favourites) if rng.random() < p else _pick(rng, everything)
 
 
-_NAMES = ("Ada", "Ben", "Clara", "Dev", "Elena", "Felix", "Grace", "Hugo", "Iris", "Jonah", "Kira", "Leo",
-          "Maya", "Nico", "Olga", "Pablo", "Rosa", "Sam", "Tara", "Victor")
-_SURNAMES = ("Kim", "Lopez", "Novak", "Okafor", "Patel", "Quinn", "Rossi", "Schmidt", "Tanaka", "Walsh",
-             "Yilmaz", "Berg", "Costa", "Duval", "Evans", "Fischer")
-_DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-
-
 # -- lamp1 and lamp5: scientific papers ----------------------------------------------------
-# field -> (problems, evaluation data)
-_FIELDS: dict[str, tuple[tuple[str, ...], str]] = {
-    "natural language processing": (("machine translation", "question answering", "text summarization",
-                                     "named entity recognition", "sentiment analysis"), "several text corpora"),
-    "computer vision": (("object detection", "image segmentation", "pose estimation", "visual tracking",
-                         "scene understanding"), "standard image benchmarks"),
-    "robotics": (("robot grasping", "motion planning", "legged locomotion", "multi-robot coordination",
-                  "visual navigation"), "simulated and real robots"),
-    "databases": (("query optimization", "index selection", "transaction processing", "data cleaning",
-                   "schema matching"), "TPC-H and production workloads"),
-    "computer security": (("malware detection", "intrusion detection", "phishing detection",
-                           "vulnerability discovery", "access control"), "real-world attack traces"),
-    "bioinformatics": (("protein structure prediction", "gene expression analysis", "sequence alignment",
-                        "drug discovery", "variant calling"), "public genomic datasets"),
-    "computer networks": (("congestion control", "traffic classification", "packet routing",
-                           "wireless scheduling", "network anomaly detection"), "testbed deployments"),
-    "recommender systems": (("collaborative filtering", "session-based recommendation",
-                             "click-through rate prediction", "playlist generation",
-                             "cold-start recommendation"), "large e-commerce logs"),
-}
-# Method families; every variant contains the family word, so a family is recognisable.
-_METHODS: dict[str, tuple[str, ...]] = {
-    "bayesian": ("Bayesian inference", "hierarchical Bayesian priors", "variational Bayesian models"),
-    "graph": ("graph neural networks", "message passing on graphs", "graph convolutions"),
-    "reinforcement": ("reinforcement learning", "deep reinforcement learning",
-                      "reinforcement learning with shaped rewards"),
-    "evolutionary": ("evolutionary search", "evolutionary algorithms", "evolutionary strategies"),
-    "kernel": ("kernel methods", "kernel machines", "Gaussian kernel regression"),
-    "attention": ("attention mechanisms", "self-attention", "attention-based transformers"),
-    "contrastive": ("contrastive learning", "contrastive pretraining", "contrastive objectives"),
-    "causal": ("causal inference", "causal models", "causal discovery"),
-    "sparse": ("sparse coding", "sparse dictionaries", "sparse recovery"),
-    "federated": ("federated learning", "federated optimization", "federated averaging"),
-    "distillation": ("knowledge distillation", "distillation from large teachers", "self-distillation"),
-    "diffusion": ("diffusion models", "latent diffusion", "diffusion-based denoising"),
-}
-_FIELD_NAMES = tuple(_FIELDS)
-_FAMILIES = tuple(_METHODS)
-_PAPER_ADJECTIVES = ("efficient", "robust", "scalable", "interpretable", "adaptive", "lightweight", "principled",
-                     "practical", "unified", "fast")
-_TITLE_PATTERNS = ("Towards {}", "Rethinking {}", "Revisiting {}", "On {}", "{}: A Closer Look",
-                   "{}: Lessons Learned", "{} Made Simple", "Beyond Baselines: {}")
-_CORES_PROBLEM_ONLY = ("{adj} {problem}", "{adj} {problem} at scale", "{adj} {problem} from limited data",
-                       "{adj} {problem} in the wild")
-_CORES_WITH_METHOD = ("{adj} {problem} with {method}", "{adj} {problem} via {method}",
-                      "{method} for {adj} {problem}")
-_REFERENCE_TITLES = ("{method} for {problem}", "{problem} with {method}", "improving {problem} via {method}",
-                     "{problem} using {method}", "a study of {method} for {problem}")
-_ABSTRACT_OPENINGS = ("{problem} is a {kind} problem in {field}.", "Many applications in {field} depend on {problem}.",
-                      "Despite years of work, {problem} remains hard in practice.")
-_PROBLEM_KINDS = ("central", "long-standing", "fundamental", "challenging", "practical")
-_BASELINES = ("hand-crafted features", "simple heuristics", "large labeled datasets", "expensive manual tuning",
-              "brute-force search")
-_WEAKNESSES = ("scales poorly to large inputs", "ignores structure in the data", "is brittle under distribution shift",
-               "requires costly supervision")
-_CONTRIBUTIONS = ("learns compact representations", "adapts to new domains with little data",
-                  "exploits the structure of the problem", "reduces the cost of inference")
-_RESULTS = ("improves accuracy by {n} percent", "reduces the error by {n} percent",
-            "matches strong baselines at a fraction of the cost", "runs {n} times faster than prior work")
-_EXTRAS = ("We also release our code and data.", "We also analyse when the approach fails.",
-           "We also give a theoretical analysis of its convergence.")
-
-
 @dataclass(frozen=True)
 class _Author:
     field: str
@@ -283,30 +223,31 @@ class _Papers(_Persona):
     """Authors of papers (lamp1 and lamp5 share them); see the module docstring."""
 
     def user(self, rng: random.Random) -> _Author:
-        favourite, second = rng.sample(_FAMILIES, 2)
-        return _Author(field=_pick(rng, _FIELD_NAMES), families=(favourite, second),
-                       adjective=_pick(rng, _PAPER_ADJECTIVES), pattern=_pick(rng, _TITLE_PATTERNS))
+        favourite, second = rng.sample(vocab.FAMILIES, 2)
+        return _Author(field=_pick(rng, vocab.FIELD_NAMES), families=(favourite, second),
+                       adjective=_pick(rng, vocab.PAPER_ADJECTIVES), pattern=_pick(rng, vocab.TITLE_PATTERNS))
 
     def family(self, rng: random.Random, author: _Author) -> str:
         roll = rng.random()
-        return author.families[0] if roll < 0.75 else author.families[1] if roll < 0.9 else _pick(rng, _FAMILIES)
+        return author.families[0] if roll < 0.75 else author.families[1] if roll < 0.9 else _pick(rng, vocab.FAMILIES)
 
     def paper(self, rng: random.Random, author: _Author) -> tuple[dict[str, str], str]:
         """An author's paper as a profile item, and its problem."""
-        field = author.field if rng.random() < 0.9 else _pick(rng, _FIELD_NAMES)
-        problems, data = _FIELDS[field]
+        field = author.field if rng.random() < 0.9 else _pick(rng, vocab.FIELD_NAMES)
+        problems, data = vocab.FIELDS[field]
         problem = _pick(rng, problems)
-        method = _pick(rng, _METHODS[self.family(rng, author)])
-        adjective = author.adjective if rng.random() < 0.85 else _pick(rng, _PAPER_ADJECTIVES)
-        cores = _CORES_WITH_METHOD if rng.random() < 0.5 else _CORES_PROBLEM_ONLY
+        method = _pick(rng, vocab.METHODS[self.family(rng, author)])
+        adjective = author.adjective if rng.random() < 0.85 else _pick(rng, vocab.PAPER_ADJECTIVES)
+        cores = vocab.CORES_WITH_METHOD if rng.random() < 0.5 else vocab.CORES_PROBLEM_ONLY
         core = _pick(rng, cores).format(adj=adjective, problem=problem, method=method)
         title = _title_case(author.pattern.format(core))
         abstract = " ".join((
-            _cap(_pick(rng, _ABSTRACT_OPENINGS).format(problem=problem, kind=_pick(rng, _PROBLEM_KINDS), field=field)),
-            f"Existing approaches rely on {_pick(rng, _BASELINES)}, which {_pick(rng, _WEAKNESSES)}.",
-            f"We propose a new approach to {problem} based on {method} that {_pick(rng, _CONTRIBUTIONS)}.",
-            f"Experiments on {data} show that it {_pick(rng, _RESULTS).format(n=_between(rng, 2, 30))}.",
-            *((_pick(rng, _EXTRAS),) if rng.random() < 0.5 else ()),
+            _cap(_pick(rng, vocab.ABSTRACT_OPENINGS).format(problem=problem, kind=_pick(rng, vocab.PROBLEM_KINDS),
+                                                            field=field)),
+            f"Existing approaches rely on {_pick(rng, vocab.BASELINES)}, which {_pick(rng, vocab.WEAKNESSES)}.",
+            f"We propose a new approach to {problem} based on {method} that {_pick(rng, vocab.CONTRIBUTIONS)}.",
+            f"Experiments on {data} show that it {_pick(rng, vocab.RESULTS).format(n=_between(rng, 2, 30))}.",
+            *((_pick(rng, vocab.EXTRAS),) if rng.random() < 0.5 else ()),
         ))
         return {"title": title, "abstract": abstract}, problem
 
@@ -323,9 +264,9 @@ class _Citations(_Papers):
         if not question:
             return _Entry(item=item, fields=item, gold="")
         related = user.families[0] if rng.random() < 0.8 else user.families[1]
-        other = _pick(rng, [f for f in _FAMILIES if f not in user.families])
-        template = _pick(rng, _REFERENCE_TITLES)  # one template for both, so wording does not give it away
-        refs = [_title_case(_cap(template.format(method=_pick(rng, _METHODS[f]), problem=problem)))
+        other = _pick(rng, [f for f in vocab.FAMILIES if f not in user.families])
+        template = _pick(rng, vocab.REFERENCE_TITLES)  # one template for both, so wording does not give it away
+        refs = [_title_case(_cap(template.format(method=_pick(rng, vocab.METHODS[f]), problem=problem)))
                 for f in (related, other)]
         first = rng.random() < 0.5
         ref1, ref2 = refs if first else refs[::-1]
@@ -334,63 +275,6 @@ class _Citations(_Papers):
 
 
 # -- lamp2: movie tagging ------------------------------------------------------------------
-_HEROES = ("a retired detective", "a young nurse", "a small-town teacher", "an ambitious lawyer", "a shy teenager",
-           "a war veteran", "a struggling musician", "a single mother", "an old fisherman", "a rookie journalist",
-           "a brilliant scientist", "a disgraced chef")
-_GOALS = ("sets out to find a missing sister", "returns home after twenty years away",
-          "takes a night job at a remote hotel", "inherits a crumbling house by the sea",
-          "joins a crew of strangers on a long voyage", "tries to save the family restaurant",
-          "agrees to help a stranger on the run", "moves to a new city to start over")
-# One sentence per tag that makes the tag plausible; a description holds three of them.
-_TAG_CUES: dict[str, tuple[str, ...]] = {
-    "sci-fi": ("The journey leads to a distant planet ruled by machines.",
-               "An experiment with time travel goes badly wrong.",
-               "Aliens make contact through a broken radio telescope."),
-    "based on a book": ("The film is adapted from a bestselling novel.",
-                        "It follows the beloved book closely, chapter by chapter.",
-                        "The screenplay brings a famous novel to the screen."),
-    "comedy": ("Hilarious misunderstandings pile up at every turn.",
-               "A series of silly mishaps keeps the laughs coming.",
-               "Slapstick chaos follows wherever they go."),
-    "action": ("Explosive car chases and fistfights fill the second half.",
-               "A daring heist ends in a rooftop shootout.",
-               "Every scene builds to a high-speed chase."),
-    "twist ending": ("Nothing is what it seems until the final scene.",
-                     "A shocking revelation in the last minutes changes everything.",
-                     "The ending turns the whole story upside down."),
-    "dystopia": ("It is set in a grim future where the state watches everyone.",
-                 "Citizens live under a cruel regime that controls every choice.",
-                 "The world has collapsed into rationed, walled cities."),
-    "dark comedy": ("Death and disaster are played for bleak, morbid laughs.",
-                    "A funeral goes wrong in the most awkward way possible.",
-                    "Grim jokes about murder run through the plot."),
-    "classic": ("This black-and-white masterpiece from the golden age of cinema still holds up.",
-                "It is a timeless film that critics have praised for decades.",
-                "An old studio picture with legendary performances."),
-    "psychology": ("The film explores obsession, memory and the fragile mind.",
-                   "A therapist slowly uncovers a buried trauma.",
-                   "Paranoia creeps in as reality becomes hard to trust."),
-    "fantasy": ("A wizard, a dragon and an enchanted sword stand in the way.",
-                "A magical kingdom hides behind an ancient door.",
-                "Spells and prophecies shape the quest."),
-    "romance": ("Along the way, two strangers slowly fall in love.",
-                "A tender love story blossoms against all odds.",
-                "Old lovers meet again and must follow their hearts."),
-    "thought-provoking": ("It raises hard questions about what makes us human.",
-                          "The film leaves the audience pondering free will and fate.",
-                          "Its quiet ideas linger long after the credits."),
-    "social commentary": ("It offers a sharp critique of inequality and greed.",
-                          "The story exposes racism and corruption in everyday institutions.",
-                          "Class divisions are laid bare with biting satire."),
-    "violence": ("Brutal, bloody fights leave few survivors.",
-                 "The gang war is shown in graphic, gory detail.",
-                 "Revenge is carried out with merciless brutality."),
-    "true story": ("It is based on real events that shocked the nation.",
-                   "The film recounts the true story of an unlikely survivor.",
-                   "Drawn from court records, it retells a famous trial."),
-}
-
-
 @dataclass(frozen=True)
 class _Tagger:
     favourites: tuple[str, ...]  # ranked, 1 or 2
@@ -415,48 +299,14 @@ class _Movies(_Persona):
         liked = [t for t in user.favourites if t in fitting]
         tag = liked[0] if liked and rng.random() < 0.9 else _pick(rng, fitting)
         description = " ".join((
-            f"{_pick(rng, _NAMES)}, {_pick(rng, _HEROES)}, {_pick(rng, _GOALS)}.",
-            *(_pick(rng, _TAG_CUES[t]) for t in fitting),
+            f"{_pick(rng, vocab.NAMES)}, {_pick(rng, vocab.HEROES)}, {_pick(rng, vocab.GOALS)}.",
+            *(_pick(rng, vocab.TAG_CUES[t]) for t in fitting),
         ))
         item = {"description": description, "tag": tag}
         return _Entry(item=item, fields=item, gold=tag)
 
 
 # -- lamp3: product ratings ----------------------------------------------------------------
-_PRODUCTS = ("blender", "coffee grinder", "phone case", "desk lamp", "backpack", "yoga mat", "electric kettle",
-             "wireless mouse", "garden hose", "board game", "water bottle", "bluetooth speaker", "cookbook",
-             "hair dryer", "camping tent", "office chair")
-_ASPECTS = ("build quality", "price", "design", "packaging", "size", "durability", "color", "delivery")
-# stars -> (openings with {product}, aspect adjectives, closings)
-_SENTIMENT: dict[int, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
-    1: (("This {product} is a complete waste of money.", "Terrible {product}, it broke within a week.",
-         "The worst {product} I have ever bought."),
-        ("awful", "cheap and flimsy", "useless"),
-        ("Avoid it.", "I returned it immediately.", "Do not buy this.")),
-    2: (("I was disappointed with this {product}.", "This {product} did not live up to the description.",
-         "Not a great {product}, sadly."),
-        ("mediocre", "below average", "poor"),
-        ("I would not buy it again.", "Look elsewhere.", "Maybe fine if it is on sale.")),
-    3: (("This {product} is okay for the price.", "An average {product} that does the job.",
-         "The {product} is fine, nothing special."),
-        ("acceptable", "so-so", "decent but not great"),
-        ("It works, I guess.", "Neither good nor bad.", "You get what you pay for.")),
-    4: (("I am happy with this {product}.", "A good {product} that works well.",
-         "Solid {product}, I use it every day."),
-        ("good", "nice", "better than expected"),
-        ("I would recommend it.", "Worth the money.", "A few small flaws, but overall good.")),
-    5: (("I absolutely love this {product}!", "An excellent {product} that exceeded my expectations.",
-         "This is the best {product} I have owned."),
-        ("excellent", "fantastic", "superb"),
-        ("Highly recommended!", "Worth every penny.", "Buy it, you will not regret it.")),
-}
-_STARS = (1,) * 5 + (2,) * 15 + (3,) * 30 + (4,) * 30 + (5,) * 20  # sentiment frequencies, in percent
-_FILLERS = ("I bought it as a gift for my {relative}.", "It arrived two days early.",
-            "I have used it for about a month now.", "The box was a bit damaged but the contents were fine.",
-            "I compared several options before choosing this one.")
-_RELATIVES = ("sister", "dad", "grandmother", "roommate", "son", "best friend")
-
-
 @dataclass(frozen=True)
 class _Rater:
     bias: int  # -1 harsh, 0 neutral, +1 generous
@@ -468,16 +318,16 @@ class _Reviews(_Persona):
 
     def user(self, rng: random.Random) -> _Rater:
         return _Rater(bias=rng.choices((-1, 0, 1), weights=(0.35, 0.3, 0.35))[0],
-                      products=tuple(rng.sample(_PRODUCTS, 4)))
+                      products=tuple(rng.sample(vocab.PRODUCTS, 4)))
 
     def entry(self, rng: random.Random, user: _Rater, question: bool) -> _Entry:
-        stars = _pick(rng, _STARS)
-        openings, adjectives, closings = _SENTIMENT[stars]
-        product = _one_of(rng, user.products, _PRODUCTS, 0.7)
+        stars = _pick(rng, vocab.STARS)
+        openings, adjectives, closings = vocab.SENTIMENT[stars]
+        product = _one_of(rng, user.products, vocab.PRODUCTS, 0.7)
         sentences = [_pick(rng, openings).format(product=product),
-                     f"The {_pick(rng, _ASPECTS)} is {_pick(rng, adjectives)}."]
+                     f"The {_pick(rng, vocab.ASPECTS)} is {_pick(rng, adjectives)}."]
         if rng.random() < 0.5:
-            sentences.append(_pick(rng, _FILLERS).format(relative=_pick(rng, _RELATIVES)))
+            sentences.append(_pick(rng, vocab.FILLERS).format(relative=_pick(rng, vocab.RELATIVES)))
         sentences.append(_pick(rng, closings))
         noise = _pick(rng, (-1, 1)) if rng.random() < 0.1 else 0
         score = str(min(5, max(1, stars + user.bias + noise)))
@@ -486,54 +336,6 @@ class _Reviews(_Persona):
 
 
 # -- lamp4: news headlines -----------------------------------------------------------------
-# beat -> (actors, (base form, past tense) actions, objects); an actor is plural iff it ends in "s".
-_NEWS: dict[str, tuple[tuple[str, ...], tuple[tuple[str, str], ...], tuple[str, ...]]] = {
-    "politics": (("the city council", "the prime minister", "state lawmakers", "the opposition party"),
-                 (("approve", "approved"), ("reject", "rejected"), ("delay", "delayed"), ("back", "backed")),
-                 ("a new housing plan", "the annual budget", "a tax on sugary drinks", "voting reforms")),
-    "business": (("a major retailer", "the central bank", "a local startup", "the largest airline"),
-                 (("raise", "raised"), ("cut", "cut"), ("announce", "announced"), ("freeze", "froze")),
-                 ("its prices", "hundreds of jobs", "a same-day delivery service", "spending on ads")),
-    "technology": (("a leading chip maker", "a social media company", "university researchers",
-                    "the telecom regulator"),
-                   (("unveil", "unveiled"), ("test", "tested"), ("ban", "banned"), ("release", "released")),
-                   ("a faster smartphone", "an AI assistant", "facial recognition cameras", "a new privacy policy")),
-    "sports": (("the home team", "an Olympic sprinter", "the national coach", "the football league"),
-               (("win", "won"), ("lose", "lost"), ("celebrate", "celebrated"), ("postpone", "postponed")),
-               ("the championship final", "a key match", "the league title", "the season opener")),
-    "health": (("hospital officials", "the health ministry", "family doctors", "a medical research team"),
-               (("warn about", "warned about"), ("recommend", "recommended"), ("expand", "expanded"),
-                ("study", "studied")),
-               ("a winter flu outbreak", "free vaccines for children", "mental health services",
-                "the effects of poor sleep")),
-    "environment": (("climate scientists", "the water authority", "volunteer groups", "the forest service"),
-                    (("monitor", "monitored"), ("report on", "reported on"), ("respond to", "responded to"),
-                     ("study", "studied")),
-                    ("record summer heat", "river pollution", "plastic on the beaches", "endangered wolves")),
-    "education": (("the school board", "teachers' unions", "the state university", "parent groups"),
-                  (("extend", "extended"), ("protest", "protested"), ("debate", "debated"), ("review", "reviewed")),
-                  ("the school day", "new exam rules", "plans for a science campus", "reading programs")),
-    "culture": (("the city museum", "a famous director", "local artists", "festival organizers"),
-                (("reveal", "revealed"), ("cancel", "canceled"), ("honor", "honored"), ("restore", "restored")),
-                ("a long-lost painting", "the summer music festival", "a century of jazz", "a historic theater")),
-}
-_BEATS = tuple(_NEWS)
-_PLACES = ("in Springfield", "in the capital", "across the region", "in Riverside", "downtown",
-           "in the northern provinces", "on the coast")
-_WHY = ("after months of debate", "following public pressure", "in a surprise move", "despite strong opposition",
-        "ahead of the holiday season")
-_QUOTES = ("This is a big step forward", "It is a difficult moment for everyone", "Frankly, this is long overdue",
-           "This is only the beginning", "We need to see the details first")
-_SPEAKERS = ("a spokesperson", "one analyst", "a local resident", "a senior official", "an independent expert")
-_AFFECTED = ("residents", "families", "workers", "students", "fans", "customers")
-_WHEN = ("over the next year", "by the end of the month", "starting next week", "within the coming months")
-_CRITICISMS = ("the plan goes too far", "the decision came too late", "more details are needed",
-               "the costs have been underestimated")
-_KICKERS = ("Breaking", "Exclusive", "Analysis", "Explainer", "Update", "Opinion", "Watch", "Report", "Live",
-            "Insight", "Fact check", "Big picture")
-_ADVERBS = ("finally", "quietly", "officially", "suddenly", "reportedly", "formally", "narrowly", "again")
-
-
 @dataclass(frozen=True)
 class _Writer:
     beats: tuple[str, ...]
@@ -547,22 +349,22 @@ class _News(_Persona):
     """lamp4: the headline states the article's fact in the writer's house style."""
 
     def user(self, rng: random.Random) -> _Writer:
-        return _Writer(beats=tuple(rng.sample(_BEATS, _between(rng, 1, 2))), kicker=_pick(rng, _KICKERS),
-                       kicker_first=rng.random() < 0.6, title_case=rng.random() < 0.5, adverb=_pick(rng, _ADVERBS))
+        return _Writer(beats=tuple(rng.sample(vocab.BEATS, _between(rng, 1, 2))), kicker=_pick(rng, vocab.KICKERS),
+                       kicker_first=rng.random() < 0.6, title_case=rng.random() < 0.5, adverb=_pick(rng, vocab.ADVERBS))
 
     def entry(self, rng: random.Random, user: _Writer, question: bool) -> _Entry:
-        actors, actions, objects = _NEWS[_one_of(rng, user.beats, _BEATS, 0.8)]
+        actors, actions, objects = vocab.NEWS[_one_of(rng, user.beats, vocab.BEATS, 0.8)]
         actor, (base, past), obj = _pick(rng, actors), _pick(rng, actions), _pick(rng, objects)
         present = base if actor.endswith("s") else _third_person(base)
-        place = _pick(rng, _PLACES)
+        place = _pick(rng, vocab.PLACES)
         sentences = [
-            f"{_cap(actor)} {past} {obj} {place} on {_pick(rng, _DAYS)}, {_pick(rng, _WHY)}.",
-            f'"{_pick(rng, _QUOTES)}," said {_pick(rng, _SPEAKERS)}.',
-            f"The change is expected to affect about {_between(rng, 2, 90) * 100:,} {_pick(rng, _AFFECTED)} "
-            f"{_pick(rng, _WHEN)}.",
+            f"{_cap(actor)} {past} {obj} {place} on {_pick(rng, vocab.DAYS)}, {_pick(rng, vocab.WHY)}.",
+            f'"{_pick(rng, vocab.QUOTES)}," said {_pick(rng, vocab.SPEAKERS)}.',
+            f"The change is expected to affect about {_between(rng, 2, 90) * 100:,} {_pick(rng, vocab.AFFECTED)} "
+            f"{_pick(rng, vocab.WHEN)}.",
         ]
         if rng.random() < 0.5:
-            sentences.append(f"Critics say {_pick(rng, _CRITICISMS)}.")
+            sentences.append(f"Critics say {_pick(rng, vocab.CRITICISMS)}.")
         verb = f"{user.adverb} {present}" if rng.random() < 0.85 else present
         core = f"{_drop_article(actor)} {verb} {_drop_article(obj)}" + (f" {place}" if rng.random() < 0.3 else "")
         core = _title_case(core) if user.title_case else _cap(core)
@@ -572,32 +374,6 @@ class _News(_Persona):
 
 
 # -- lamp6: email subjects -----------------------------------------------------------------
-_PROJECTS = ("Apollo", "Falcon", "Orion", "Atlas", "Phoenix", "Nova", "Titan", "Zephyr", "Cobalt", "Harbor")
-_CITIES = ("Boston", "Denver", "Lisbon", "Osaka", "Toronto", "Nairobi", "Berlin", "Austin")
-_TIMES = ("9 am", "10:30", "noon", "2 pm", "4 pm")
-# (subject, body) with {project}, {day}, {time}, {city}, {n}
-_EMAILS: tuple[tuple[str, str], ...] = (
-    ("{project} sync moved to {day}", "The weekly {project} sync is moving to {day} at {time}. Please update your "
-     "calendar. We will go through the open action items and next steps."),
-    ("{project} deadline on {day}", "A reminder that the {project} deliverables are due on {day}. Send me your "
-     "sections by {time} so I can merge them. Let me know if anything is blocked."),
-    ("Updated budget for {project}", "I have attached the updated budget for {project}. Spending is about {n} percent "
-     "over plan this quarter. Please review the travel and software lines before {day}."),
-    ("{project} server outage", "The {project} servers went down this morning at {time}. The on-call team restored "
-     "most services and is still investigating. We will share a full report by {day}."),
-    ("Interview for the {project} team", "We have a strong candidate for the {project} team. Could you join the "
-     "interview on {day} at {time}? I will forward the resume shortly."),
-    ("{project} release delayed to {day}", "The {project} release is delayed to {day} because of a last-minute bug. "
-     "QA needs another pass on the payment flow. Please let our customers know."),
-    ("Trip to {city} next week", "I will be in {city} next week to meet the {project} partners. I am free on {day} if "
-     "you want to catch up. Hotel and flights are already booked."),
-    ("Customer feedback on {project}", "A major customer sent feedback about {project}. They like the new dashboard "
-     "but find the setup too slow. Can we discuss fixes on {day}?"),
-)
-_TAGS = ("[FYI]", "[Action needed]", "[Urgent]", "[Team]", "[Update]", "[Heads up]", "[Review]", "[Info]")
-_SIGN_OFFS = ("Thanks", "Best", "Cheers", "Regards", "Talk soon")
-
-
 @dataclass(frozen=True)
 class _Sender:
     name: str
@@ -612,16 +388,16 @@ class _Emails(_Persona):
     """lamp6: the subject states the email's topic with the sender's tag and habits."""
 
     def user(self, rng: random.Random) -> _Sender:
-        first, last = _pick(rng, _NAMES), _pick(rng, _SURNAMES)
+        first, last = _pick(rng, vocab.NAMES), _pick(rng, vocab.SURNAMES)
         return _Sender(name=first, initials=f"{first[0]}{last[0]}" if rng.random() < 0.5 else None,
-                       projects=tuple(rng.sample(_PROJECTS, _between(rng, 1, 2))), tag=_pick(rng, _TAGS),
-                       lowercase=rng.random() < 0.3, sign_off=_pick(rng, _SIGN_OFFS))
+                       projects=tuple(rng.sample(vocab.PROJECTS, _between(rng, 1, 2))), tag=_pick(rng, vocab.TAGS),
+                       lowercase=rng.random() < 0.3, sign_off=_pick(rng, vocab.SIGN_OFFS))
 
     def entry(self, rng: random.Random, user: _Sender, question: bool) -> _Entry:
-        subject, body = _pick(rng, _EMAILS)
-        slots = {"project": _one_of(rng, user.projects, _PROJECTS, 0.8), "day": _pick(rng, _DAYS),
-                 "time": _pick(rng, _TIMES), "city": _pick(rng, _CITIES), "n": str(_between(rng, 3, 25))}
-        recipient = _distinct(rng, _NAMES, 1, exclude=(user.name,))[0]
+        subject, body = _pick(rng, vocab.EMAILS)
+        slots = {"project": _one_of(rng, user.projects, vocab.PROJECTS, 0.8), "day": _pick(rng, vocab.DAYS),
+                 "time": _pick(rng, vocab.TIMES), "city": _pick(rng, vocab.CITIES), "n": str(_between(rng, 3, 25))}
+        recipient = _distinct(rng, vocab.NAMES, 1, exclude=(user.name,))[0]
         text = f"Hi {recipient},\n\n{body.format(**slots)}\n\n{user.sign_off},\n{user.name}"
         title = f"{user.tag} {subject.format(**slots)}" + (f" ({user.initials})" if user.initials else "")
         if user.lowercase:
@@ -631,35 +407,6 @@ class _Emails(_Persona):
 
 
 # -- lamp7: tweets -------------------------------------------------------------------------
-# (the user's casual wording, a neutral paraphrase) with {thing}, {activity}, {event}, {daypart}, {day}
-_TWEETS: tuple[tuple[str, str], ...] = (
-    ("{thing} is honestly the best part of my day", "The best part of my day is {thing}."),
-    ("cant stop thinking about {thing}", "I keep thinking about {thing}."),
-    ("{thing} again?? not ready for this", "I am not ready for {thing} again."),
-    ("finally got around to {activity}", "I have finally made time for {activity}."),
-    ("who else is hyped for {event}", "Is anyone else excited about {event}?"),
-    ("{thing} hits different on a {day}", "{thing} feels special on a {day}."),
-    ("spent the whole {daypart} {activity}", "I spent the entire {daypart} {activity}."),
-    ("nothing beats {thing} after a long week", "After a long week, nothing is better than {thing}."),
-    ("{event} was so worth it", "{event} was definitely worth it."),
-    ("why is {thing} so hard to find", "Why is it so difficult to find {thing}?"),
-    ("ok {event} just made my whole week", "{event} made my week much better."),
-    ("me vs {activity}: round two", "This is my second round of {activity}."),
-)
-_THINGS = ("a hot cup of coffee", "fresh pizza", "my cat", "the new album", "rainy mornings", "this weather",
-           "cold brew", "pancakes", "my playlist", "a quiet bookstore", "street tacos", "my old sneakers")
-_ACTIVITIES = ("cleaning my room", "reading that book", "training for the marathon", "fixing my bike",
-               "learning guitar", "baking bread", "planting tomatoes", "binge watching old sitcoms")
-_EVENTS = ("the concert tonight", "the season finale", "the big game", "summer break", "the weekend",
-           "the new movie", "the food festival", "our road trip")
-_DAYPARTS = ("morning", "afternoon", "evening", "weekend")
-_HASHTAGS = ("#blessed", "#mondaymood", "#nofilter", "#goals", "#foodie", "#gymlife", "#bookworm",
-             "#catsoftwitter", "#musiclover", "#weekendvibes", "#coffeeaddict", "#teamnosleep", "#grateful",
-             "#nerdlife", "#wanderlust", "#smalljoys")
-_CATCHPHRASES = ("ngl", "tbh", "lol", "just saying", "no cap", "for real", "honestly", "smh", "omg", "big mood")
-_EMOTICONS = (":)", ":D", "<3", ";)", "xD", ":P", "^_^")
-
-
 @dataclass(frozen=True)
 class _Tweeter:
     hashtag: str
@@ -676,19 +423,19 @@ class _Tweets(_Persona):
     """lamp7: the gold is the user's styled tweet; the input paraphrases its content neutrally."""
 
     def user(self, rng: random.Random) -> _Tweeter:
-        return _Tweeter(hashtag=_pick(rng, _HASHTAGS),
-                        catchphrase=_pick(rng, _CATCHPHRASES) if rng.random() < 0.7 else None,
+        return _Tweeter(hashtag=_pick(rng, vocab.HASHTAGS),
+                        catchphrase=_pick(rng, vocab.CATCHPHRASES) if rng.random() < 0.7 else None,
                         catchphrase_first=rng.random() < 0.5,
-                        emoticon=_pick(rng, _EMOTICONS) if rng.random() < 0.5 else None,
-                        lowercase=rng.random() < 0.5, things=tuple(rng.sample(_THINGS, 3)),
-                        activities=tuple(rng.sample(_ACTIVITIES, 2)), events=tuple(rng.sample(_EVENTS, 2)))
+                        emoticon=_pick(rng, vocab.EMOTICONS) if rng.random() < 0.5 else None,
+                        lowercase=rng.random() < 0.5, things=tuple(rng.sample(vocab.THINGS, 3)),
+                        activities=tuple(rng.sample(vocab.ACTIVITIES, 2)), events=tuple(rng.sample(vocab.EVENTS, 2)))
 
     def entry(self, rng: random.Random, user: _Tweeter, question: bool) -> _Entry:
-        casual, neutral = _pick(rng, _TWEETS)
-        slots = {"thing": _one_of(rng, user.things, _THINGS, 0.6),
-                 "activity": _one_of(rng, user.activities, _ACTIVITIES, 0.6),
-                 "event": _one_of(rng, user.events, _EVENTS, 0.6),
-                 "daypart": _pick(rng, _DAYPARTS), "day": _pick(rng, _DAYS)}
+        casual, neutral = _pick(rng, vocab.TWEETS)
+        slots = {"thing": _one_of(rng, user.things, vocab.THINGS, 0.6),
+                 "activity": _one_of(rng, user.activities, vocab.ACTIVITIES, 0.6),
+                 "event": _one_of(rng, user.events, vocab.EVENTS, 0.6),
+                 "daypart": _pick(rng, vocab.DAYPARTS), "day": _pick(rng, vocab.DAYS)}
         words = [casual.format(**slots)]
         if user.catchphrase and rng.random() < 0.9:
             words.insert(0 if user.catchphrase_first else 1, user.catchphrase)

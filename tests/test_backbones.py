@@ -49,3 +49,74 @@ def test_seq2seq_per_example_loss_sums_to_the_batch_mean():
     per_row = llm.loss(PROMPTS, TARGETS, per_example=True)
     n_tokens = sum(len(llm.target_ids(t, 64)) for t in TARGETS)
     torch.testing.assert_close(per_row.sum() / n_tokens, llm.loss(PROMPTS, TARGETS), rtol=1e-5, atol=1e-6)
+
+
+# -- scoring fixed answers ------------------------------------------------------------------
+OPTIONS = ["yes", "no", "a much longer option", "[1]"]
+
+
+def soft_prefix(llm, n_rows: int, seed: int) -> torch.Tensor:
+    return torch.randn(n_rows, 3, llm.hidden_size, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("with_prefix", [False, True])
+def test_causal_target_logprobs_match_full_logits_and_loss(with_prefix):
+    llm = load_llm("tiny-causal")
+    prefix = soft_prefix(llm, len(PROMPTS), 2) if with_prefix else None
+    per_row, _ = reference_loss(llm, PROMPTS, TARGETS, prefix)
+    with torch.no_grad():
+        ours = llm.target_logprobs(PROMPTS, TARGETS, prefix=prefix, max_target_tokens=64)
+    torch.testing.assert_close(ours, -per_row, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["tiny-causal", "tiny-t5"])
+def test_target_logprobs_is_minus_mean_loss_times_target_length(name):
+    llm = load_llm(name)
+    with torch.no_grad():
+        for prompt, target in zip(PROMPTS, TARGETS):
+            n_tokens = len(llm.target_ids(target, 128))  # the target's tokens and EOS
+            mean_loss = llm.loss([prompt], [target], max_target_tokens=128)
+            torch.testing.assert_close(llm.target_logprobs([prompt], [target]), -mean_loss.reshape(1) * n_tokens,
+                                       rtol=1e-5, atol=1e-5)
+
+
+def test_target_logprobs_counts_eos():
+    """The answer is scored as "this text, then stop": EOS is one of the scored tokens."""
+    llm = load_llm("tiny-causal")
+    with torch.no_grad():
+        full = llm.target_logprobs(PROMPTS[:1], ["yes"])
+        capped = llm.target_logprobs(PROMPTS[:1], ["yes"], max_target_tokens=1)  # EOS alone
+    assert llm.target_ids("yes", 1) == [llm.eos_id]
+    assert full < capped < 0
+
+
+@pytest.mark.parametrize("name", ["tiny-causal", "tiny-t5"])
+@pytest.mark.parametrize("with_prefix", [False, True])
+def test_score_options_equals_one_full_forward_per_option(name, with_prefix):
+    llm = load_llm(name)
+    prefix = soft_prefix(llm, len(PROMPTS), 3) if with_prefix else None
+    with torch.no_grad():
+        naive = torch.stack([llm.target_logprobs(PROMPTS, [o] * len(PROMPTS), prefix=prefix) for o in OPTIONS], 1)
+    shared = llm.score_options(PROMPTS, OPTIONS, prefix=prefix)
+    assert shared.shape == (len(PROMPTS), len(OPTIONS))
+    torch.testing.assert_close(shared, naive, rtol=1e-4, atol=1e-4)
+    # Smaller batches (length-sorted, results put back in prompt order) change nothing.
+    torch.testing.assert_close(llm.score_options(PROMPTS, OPTIONS, prefix=prefix, batch_size=1), shared,
+                               rtol=1e-4, atol=1e-4)
+    if with_prefix:  # the soft tokens are read, not dropped
+        assert (llm.score_options(PROMPTS, OPTIONS) - shared).abs().max() > 1e-3
+
+
+def test_score_options_respects_the_input_budget():
+    llm = load_llm("tiny-causal")
+    long = [" ".join(["word"] * 40) + " tail", " ".join(["word"] * 40) + " other end"]
+    cut = llm.score_options(long, OPTIONS, max_input_tokens=8)
+    torch.testing.assert_close(cut[0], cut[1])  # both truncated to the same first 8 tokens
+    with torch.no_grad():
+        naive = torch.stack([llm.target_logprobs(long, [o] * 2, max_input_tokens=8) for o in OPTIONS], 1)
+    torch.testing.assert_close(cut, naive, rtol=1e-4, atol=1e-4)
+
+
+def test_score_options_refuses_an_empty_option_list():
+    with pytest.raises(ValueError, match="at least one option"):
+        load_llm("tiny-causal").score_options(PROMPTS, [])

@@ -216,3 +216,69 @@ def test_cli_convert_with_task_template(tmp_path):
                                       "--user", "user", "--time", "time", "--output", "stars",
                                       "--field", "text=review", "--field", "score=stars"])
     assert result.exit_code == 2 and "bad.csv:2: column 'stars'" in " ".join(result.output.split())
+
+
+# -- a whole ``bench data convert`` request from plain values (tasks.convert_request) ------------
+def lamp3():
+    from harness.registries import TASKS
+
+    return TASKS.get("lamp3")
+
+
+@pytest.mark.parametrize(("request_", "message"), [
+    ({"recipe": "amazon-rating", "tables": ["t.csv"]}, "give either TABLES or --recipe, not both"),
+    ({"recipe": "no-such-recipe"}, "unknown recipe 'no-such-recipe'; choose one of amazon-rating"),
+    ({}, "give one or more TABLES to convert, or --recipe NAME"),
+    ({"tables": ["t.csv"], "task": "lamp3", "user": "user", "output": "stars", "fields": ["text=review"]},
+     "task lamp3 needs profile fields text, score; map each with --field NAME=COLUMN"),
+    ({"tables": ["t.csv"], "output": "stars", "fields": ["text=review"], "input_template": "{text}"},
+     "a table needs --user, --output, at least one --field and --input-template (or --task)"),
+    ({"tables": ["t.csv"], "user": "user", "output": "stars", "fields": ["=review"], "input_template": "{text}"},
+     "--field '=review' must look like field=column"),
+])
+def test_request_errors_name_the_option_to_fix(tmp_path, request_, message):
+    from tasks.convert_request import convert_request
+
+    src = write(tmp_path, "t.csv", table({"a": 4}))
+    request_ = {**request_, **({"tables": [src]} if "tables" in request_ else {}),
+                **({"task": lamp3()} if "task" in request_ else {})}
+    with pytest.raises(ConvertError) as info:
+        convert_request(tmp_path / "out", **request_)
+    assert str(info.value).startswith(message)
+    assert not (tmp_path / "out").exists()
+
+
+def test_request_takes_template_labels_and_name_from_the_task_and_applies_overrides(tmp_path):
+    from tasks.convert_request import convert_request
+
+    src = write(tmp_path, "t.csv", table({"a": 5, "b": 5, "c": 5}))
+    report = convert_request(tmp_path / "out", tables=[src], task=lamp3(), user="user", time="time", output="stars",
+                             fields=["text=review", "score=stars"], split_by="time", min_history=2,
+                             max_questions={"train": 2, "dev": None}, seed=None)
+    assert report.counts["train"]["questions"] == 2 and report.counts["dev"]["questions"] == 3
+    assert tuple(report.manifest["options"]["labels"]) == tuple(lamp3().labels) != ()
+    assert report.manifest["options"]["min_history"] == 2 and report.manifest["options"]["seed"] == 0
+    dev, _ = load(tmp_path / "out", "dev")
+    assert dev[0]["input"].startswith("What is the score of the following review on a scale of 1 to 5?")
+    assert json.loads((tmp_path / "out" / "dev_outputs.json").read_text())["task"] == lamp3().lamp_name
+    bad = write(tmp_path, "bad.csv", "user,time,review,stars\na,1,x,7\n")
+    with pytest.raises(ConvertError, match=r"bad.csv:2: column 'stars': '7' is not one of the labels"):
+        convert_request(tmp_path / "o2", tables=[bad], task=lamp3(), user="user", time="time", output="stars",
+                        fields=["text=review", "score=stars"])
+
+
+def test_request_overrides_go_on_top_of_a_recipes_own_options(tmp_path, monkeypatch):
+    from tasks import convert_request as request_module
+    from tasks.realdata import RECIPES
+
+    seen = {}
+    monkeypatch.setattr(request_module.recipes, "find_dataset_dir", lambda recipe, data: tmp_path / data)
+    monkeypatch.setattr(request_module.recipes, "convert_recipe",
+                        lambda recipe, folder, out, options: seen.update(recipe=recipe, folder=folder, options=options))
+    request_module.convert_request(tmp_path / "out", recipe="amazon-rating", realdata="here", max_profile=3,
+                                   dedup_on=["text"], max_questions={"test": 7, "dev": None})
+    own = RECIPES["amazon-rating"].options
+    assert seen["recipe"] is RECIPES["amazon-rating"] and seen["folder"] == tmp_path / "here"
+    assert seen["options"].max_profile == 3 and seen["options"].dedup_on == ("text",)
+    assert seen["options"].max_questions == {**own.max_questions, "test": 7}
+    assert seen["options"].split_by == own.split_by and seen["options"].labels == own.labels

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from harness import distributed
-from harness.backbones import GenerationSettings
+from harness.settings import GenerationSettings
 from harness.runner import RunRequest, resolve
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,13 +61,13 @@ def test_runner_takes_the_shard_from_the_launcher(clean_env):
                      data="synthetic", limit=4, generation=GenerationSettings(num_beams=1), progress=False)
     clean_env.setenv("RANK", "1")
     clean_env.setenv("WORLD_SIZE", "2")
-    config = resolve(req)[-1]
+    config = resolve(req).config
     assert config.shard == (1, 2)
     clean_env.setenv("RANK", "0")
-    assert resolve(req)[-1].shard == (0, 2)
-    assert resolve(req)[-1].hash == config.hash  # every shard writes the same run directory
+    assert resolve(req).config.shard == (0, 2)
+    assert resolve(req).config.hash == config.hash  # every shard writes the same run directory
     explicit = RunRequest(**{**req.__dict__, "shard": (0, 3)})
-    assert resolve(explicit)[-1].shard == (0, 3)  # an explicit --shard wins
+    assert resolve(explicit).config.shard == (0, 3)  # an explicit --shard wins
 
 
 # -- 2 real processes on gloo --------------------------------------------------------------
@@ -103,7 +103,7 @@ def _compare(single: Path, multi: Path) -> None:
     golds = lambda p: json.loads((p / "predictions.json").read_text())  # noqa: E731
     assert golds(multi) == golds(single)  # same predictions, same order
     m1, m2 = (json.loads((p / "metrics.json").read_text()) for p in (single, multi))
-    assert m2["metrics"] == m1["metrics"]
+    assert m2["official"] == m1["official"] and m2["parsed"] == m1["parsed"]
     assert m2["n_examples"] == m1["n_examples"]
     assert len(list(multi.glob("predictions.shard*of2.jsonl"))) == 2  # both ranks predicted
     raw = lambda p: {r["id"]: r["raw"] for f in p.glob("predictions*.jsonl")  # noqa: E731

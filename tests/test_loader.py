@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from harness.registries import TASKS
-from tasks.loader import MAX_PROBLEMS, DataError, DataWarning, find_split_files, load_split, validate_dir
+from tasks.loader import MAX_PROBLEMS, SPLITS, DataError, DataWarning, find_split_files, load_split, validate_dir
 
 LAMP2 = TASKS.get("lamp2")
 LAMP3 = TASKS.get("lamp3")
@@ -144,6 +144,14 @@ def test_validate_dir_is_empty_for_valid_data(tmp_path):
     assert validate_dir(LAMP2, tmp_path) == []
 
 
+def test_validate_dir_checks_the_splits_present(tmp_path):
+    write_split(tmp_path, "dev", [question("1")])  # one downloaded split: dev questions + outputs only
+    assert validate_dir(LAMP2, tmp_path) == []
+    assert any("no train_questions.json" in p for p in validate_dir(LAMP2, tmp_path, ["train"]))
+    [msg] = validate_dir(LAMP2, tmp_path / "empty")
+    assert "no split of lamp2 found" in msg
+
+
 # -- problems -------------------------------------------------------------------------------------
 def test_missing_questions_says_where_it_looked_and_how_to_get_data(tmp_path):
     with pytest.raises(DataError) as info:
@@ -193,8 +201,9 @@ def test_mistyped_and_missing_fields_name_file_record_id_and_field(tmp_path):
     assert f'{q}: record 2 (id "3"): profile item 2 (id "3-2"): field "description" must be a string or number, ' \
            "got list" in problems
     assert f'{q}: record 3: missing field "id"' in problems
-    # validate_dir reports the same problems (plus the missing train/test files)
-    found = validate_dir(LAMP2, tmp_path)
+    # validate_dir reports the same problems (plus the missing train/test files when named)
+    assert all(p in validate_dir(LAMP2, tmp_path) for p in problems)
+    found = validate_dir(LAMP2, tmp_path, SPLITS)
     assert all(p in found for p in problems)
     assert any("no train_questions.json" in p for p in found) and any("no test_questions.json" in p for p in found)
 

@@ -316,3 +316,96 @@ def test_score_files_task_and_format_errors(tmp_path):
     _write(golds, "LaMP_2", [])
     with pytest.raises(ValueError, match=r"golds file .*golds.json: no records to score"):
         score_files(LAMP2, preds, golds)
+
+
+# -- the metric registry --------------------------------------------------------------------
+def test_builtin_metrics_record_direction_and_aggregation():
+    from harness.metrics import METRICS, get_metric, higher_is_better, metric_direction
+
+    assert {name: higher_is_better(name) for name in METRIC_DIRECTION} == METRIC_DIRECTION
+    assert metric_direction("mae") == "lower" and metric_direction("rouge-L") == "higher"
+    assert [get_metric(m).aggregation for m in ("accuracy", "f1", "mae", "rmse")] == [
+        "mean", "macro-f1", "mean", "root-mean"]
+    for kind, names in KIND_METRICS.items():
+        assert all(get_metric(n).kinds == (kind,) for n in names)
+    assert set(KIND_METRICS["classification"]) | set(KIND_METRICS["regression"]) <= set(METRICS.names())
+
+
+def test_unknown_metric_is_a_registry_error():
+    from harness.metrics import metric_direction
+    from harness.registry import RegistryError
+
+    with pytest.raises(RegistryError, match=r"unknown metric 'acuracy'\. Did you mean 'accuracy'"):
+        metric_direction("acuracy")
+
+
+def test_metric_definitions_are_checked():
+    from harness.metrics import Metric
+
+    with pytest.raises(ValueError, match=r"metric 'bleu': a metric no official scorer produces needs per_example"):
+        Metric("bleu", True)
+    with pytest.raises(ValueError, match=r"macro-f1 is the official F1's aggregation"):
+        Metric("f1-again", True, "macro-f1", per_example=lambda p, g: 1.0)
+    with pytest.raises(ValueError, match=r"aggregation must be one of mean, root-mean, macro-f1, got 'median'"):
+        Metric("m", True, "median", per_example=lambda p, g: 1.0)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"higher_is_better must be True or False"):
+        Metric("m", "yes", per_example=lambda p, g: 1.0)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"kinds \['ranking'\] are not task kinds"):
+        Metric("m", True, kinds=("ranking",))
+
+
+def _exact(prediction: str, gold: str) -> float:
+    return float(prediction == gold)
+
+
+def _length_gap(prediction: str, gold: str) -> float:
+    return float(len(prediction) - len(gold)) ** 2  # root-mean: per-example squares, like RMSE
+
+
+@pytest.fixture
+def own_metrics():
+    """Two plugin metrics, removed again afterwards so other tests see the built-ins only."""
+    from harness.metrics import METRICS, Metric, register_metric
+
+    exact = register_metric(Metric("exact", True, "mean", per_example=_exact))
+    gap = register_metric(Metric("length-gap", False, "root-mean", per_example=_length_gap))
+    yield exact, gap
+    METRICS.unregister("exact")
+    METRICS.unregister("length-gap")
+
+
+def test_a_task_plugin_brings_its_own_metric_and_official_scores_are_unchanged(own_metrics):
+    import dataclasses
+
+    task = dataclasses.replace(LAMP7, name="own", metrics=("rouge-1", "rouge-L", "exact", "length-gap"))
+    preds, golds = ["a b c", " same ", "xy"], ["a b", "same", "xyz"]
+    m = score(task, preds, golds)
+    assert {k: m[k] for k in ("rouge-1", "rouge-L")} == score(LAMP7, preds, golds)
+    assert m["exact"] == pytest.approx(1 / 3)  # stripped before the plugin sees them
+    assert m["length-gap"] == pytest.approx(math.sqrt((4 + 0 + 1) / 3))
+    parts = per_example_scores(task, preds, golds)
+    assert parts["exact"].tolist() == [0.0, 1.0, 0.0]
+    assert aggregate(task, parts, [1, 1])["exact"] == 1.0  # resamples recompute it too
+    assert aggregate(task, parts, [0, 2])["length-gap"] == pytest.approx(math.sqrt(2.5))
+
+
+def test_register_metric_refuses_clashes_and_accepts_the_same_definition(own_metrics):
+    from harness.metrics import METRICS, Metric, register_metric
+    from harness.registry import RegistryTypeError
+
+    register_metric(Metric("exact", True, "mean", per_example=lambda p, g: float(p == g)))  # re-imported module
+    with pytest.raises(ValueError, match="metric 'exact' is already registered"):
+        register_metric(Metric("exact", False, "mean", per_example=_exact))
+    with pytest.raises(ValueError, match="metric 'accuracy' is already registered"):
+        register_metric(Metric("accuracy", False, "mean", per_example=_exact))
+    with pytest.raises(RegistryTypeError, match=r"metric 'exact-2' cannot be registered: the Metric is called 'exact'"):
+        METRICS.register("exact-2", own_metrics[0])
+
+
+def test_a_metric_of_another_kind_is_refused_when_scoring():
+    import dataclasses
+
+    task = dataclasses.replace(LAMP7, name="own")
+    object.__setattr__(task, "metrics", ("rouge-1", "accuracy"))  # bypass the spec's own check
+    with pytest.raises(ValueError, match=r"task own: metric 'accuracy' is produced only for classification"):
+        score(task, ["a"], ["a"])

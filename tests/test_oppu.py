@@ -1,4 +1,5 @@
-"""OPPU: per-user isolation, batched == sequential peft, resume, save/reload, both backbones."""
+"""OPPU and its task-LoRA control: per-user isolation, batched == sequential peft, resume,
+save/reload, both backbones, the paper and small settings, and budget accounting."""
 
 from __future__ import annotations
 
@@ -10,20 +11,10 @@ import torch
 
 from harness.api import Example, RunContext
 from harness.backbones import GenerationSettings, load_llm
-from harness.lora import default_targets, load_lora, target_module_names
+from harness.lora import default_targets, fresh_lora, load_lora, merged_lora, target_module_names
+from harness.lora_training import TrainSettings, peft_lora, schedule, stable_seed, train_batched, train_sequential
 from harness.registries import METHODS, TASKS
-from methods.oppu import (
-    CONTINUE_PROMPT,
-    OPPU,
-    OPPUParams,
-    TrainSettings,
-    peft_lora,
-    schedule,
-    stable_seed,
-    train_batched,
-    train_sequential,
-    user_pairs,
-)
+from methods.oppu import CONTINUE_PROMPT, OPPU, SMALL_TASK_CAPS, OPPUParams, TaskLoRA, TaskLoRAParams, user_pairs
 
 GEN = GenerationSettings(num_beams=2, max_new_tokens=5, batch_size=8, max_input_tokens=64)
 FAST = dict(r=4, lr=5e-3, task_lr=5e-3, batch_size=2, epochs=2, task_epochs=1, max_input_tokens=64,
@@ -40,10 +31,13 @@ def example(qid: str, user: str | None, profile: tuple[dict, ...], text: str = "
     return Example(id=qid, input=task.input_template.format(text=text), profile=profile, output=text, user_id=user)
 
 
+def context(tmp: Path, llm: str = "tiny-causal", task: str = "lamp7", **kw) -> RunContext:
+    return RunContext(task=TASKS.get(task), llm_name=llm, encoder_name="tiny-encoder", seed=0,
+                      artifacts_dir=tmp, generation=GEN, progress=False, **kw)
+
+
 def make(tmp: Path, llm: str = "tiny-causal", **params) -> OPPU:
-    ctx = RunContext(task=TASKS.get("lamp7"), llm_name=llm, encoder_name="tiny-encoder", seed=0,
-                     artifacts_dir=tmp, generation=GEN, progress=False)
-    return OPPU(ctx, OPPUParams(**{**FAST, **params}))
+    return OPPU(context(tmp, llm), OPPUParams(**{**FAST, **params}))
 
 
 def train_set() -> list[Example]:
@@ -89,8 +83,8 @@ def test_batched_training_equals_sequential_peft(llm):
     }
     jobs = [schedule(p, 2, 2, stable_seed(0, u)) for u, p in users.items()]
     modules_before = list(backbone.model.modules())
-    sequential = train_sequential(backbone, names, jobs, init, hp)
-    batched = train_batched(backbone, names, jobs, init, hp)
+    sequential = train_sequential(backbone, names, jobs, [init] * len(jobs), hp)
+    batched = train_batched(backbone, names, jobs, [init] * len(jobs), hp)
     assert list(backbone.model.modules()) == modules_before  # the shared backbone is restored
     for seq, bat in zip(sequential, batched):
         moved = max((seq[n][1] - init[n][1]).abs().max().item() for n in names)
@@ -189,10 +183,12 @@ def test_mixed_user_batch_matches_each_user_alone_with_peft(tmp_path, llm):
     assert all(isinstance(t, str) for t in mixed) and len(mixed) == 3
     backbone = method.ctx.llm()
     names = method.module_names()
+    task_lora, _ = load_lora(tmp_path / "task_lora.safetensors")
     for i, e in enumerate(batch):
         weights, meta = load_lora(method.user_path(e.user_key))
         assert meta["user_key"] == e.user_key
-        with peft_lora(backbone.model, names, method.params.r, method.params.alpha) as layers:
+        with merged_lora(backbone.model, task_lora, method.params.alpha), \
+                peft_lora(backbone.model, names, method.params.r, method.params.alpha) as layers:
             with torch.no_grad():
                 for n, m in layers.items():
                     m.lora_A["default"].weight.copy_(weights[n][0])
@@ -202,17 +198,186 @@ def test_mixed_user_batch_matches_each_user_alone_with_peft(tmp_path, llm):
         assert alone == [mixed[i]]
 
 
-def test_registered():
-    assert METHODS.get("oppu") is OPPU
-    assert OPPU.uses_train
+def test_registered_with_declared_roles():
+    assert METHODS.get("oppu") is OPPU and METHODS.get("task-lora") is TaskLoRA
+    assert OPPU.uses_train and TaskLoRA.uses_train
+    assert (OPPU.family, OPPU.control, TaskLoRA.family) == ("peft", "task-lora", "control")
+    assert OPPU.version >= 2
+
+
+# -- paper and small settings ---------------------------------------------------------------
+def test_paper_defaults_are_the_reference_and_small_holds_the_cpu_caps():
+    """task_LoRA.py / OPPU.py (TamSiuhin/OPPU): 3 task epochs on q/k/v, 2 user epochs on q/v,
+    r=8, alpha=8, lr 1e-4, batch 16, cut-off 2048, every question and every profile item."""
+    paper = OPPUParams(**OPPU.profiles["paper"])
+    assert (paper.r, paper.alpha, paper.lr, paper.task_lr, paper.batch_size) == (8, 8.0, 1e-4, 1e-4, 16)
+    assert (paper.task_epochs, paper.epochs, paper.weight_decay, paper.warmup_ratio, paper.max_grad_norm) == (
+        3, 2, 1e-2, 0.1, 0.3)
+    assert paper.max_train_examples is None and paper.max_profile_items is None
+    assert paper.max_input_tokens == 2048 and paper.targets == paper.task_targets == ""
+    small = OPPUParams(**OPPU.profiles["small"])
+    assert (small.max_train_examples, small.max_profile_items, small.max_input_tokens, small.max_target_tokens) == (
+        256, 32, 256, 64)
+    changed = {f for f in OPPUParams.__dataclass_fields__ if getattr(small, f) != getattr(paper, f)}
+    assert changed == {"max_train_examples", "max_profile_items", "max_input_tokens", "max_target_tokens"}
+    # The control trains exactly OPPU's stage 1, in both profiles.
+    for profile in ("paper", "small"):
+        control = TaskLoRAParams(**TaskLoRA.profiles[profile])
+        oppu = OPPUParams(**OPPU.profiles[profile])
+        assert all(getattr(control, f) == getattr(oppu, f) for f in TaskLoRAParams.__dataclass_fields__)
+    assert TaskLoRA.profiles["small"] == SMALL_TASK_CAPS
+
+
+@pytest.mark.parametrize("llm, task_leaves, user_leaves", [("tiny-causal", {"q_proj", "k_proj", "v_proj"},
+                                                            {"q_proj", "v_proj"}),
+                                                           ("tiny-t5", {"q", "k", "v"}, {"q", "v"})])
+def test_task_lora_covers_query_key_value_and_user_adapters_query_value(tmp_path, llm, task_leaves, user_leaves):
+    method = make(tmp_path, llm=llm)
+    assert {n.rsplit(".", 1)[-1] for n in method.task_module_names()} == task_leaves
+    assert {n.rsplit(".", 1)[-1] for n in method.module_names()} == user_leaves
+
+
+def test_profile_items_all_in_paper_and_the_last_n_in_small(tmp_path):
+    profile = tweets("A", 40, "cat")
+    paper = make(tmp_path, max_profile_items=None)
+    assert paper.pairs_for(profile) == user_pairs(paper.ctx.task, profile)
+    small = make(tmp_path, max_profile_items=32)
+    assert small.pairs_for(profile) == user_pairs(small.ctx.task, profile[-32:])
+    assert make(tmp_path, max_profile_items=0).pairs_for(profile) == []
+
+
+def test_stage1_uses_every_question_unless_capped(tmp_path):
+    train = [example(f"t{i}", f"u{i}", tweets(f"u{i}", 1, "dog"), text=f"walking dog number {i} today")
+             for i in range(7)]
+    train.append(Example(id="nogold", input="x", profile=(), output=None, user_id="z"))
+    every = TaskLoRA(context(tmp_path / "all"), TaskLoRAParams(**{**_task_fast(), "max_train_examples": None}))
+    every.fit(train)
+    summary = every.fit_summary()
+    assert summary["train_examples_used"] == summary["train_examples_available"] == 7
+    assert summary["optimizer_steps"] == summary["budget_steps"] == 1 * 4  # ceil(7 / 2) steps, one epoch
+    assert summary["trained_to_budget"] is True
+    capped = TaskLoRA(context(tmp_path / "cap"), TaskLoRAParams(**{**_task_fast(), "max_train_examples": 3}))
+    capped.fit(train)
+    assert capped.fit_summary()["train_examples_used"] == 3 and capped.fit_summary()["budget_steps"] == 2
+    reloaded = TaskLoRA(context(tmp_path / "cap"), TaskLoRAParams(**{**_task_fast(), "max_train_examples": 3}))
+    reloaded.fit([])  # loads the saved task LoRA; its accounting comes from the file
+    assert reloaded.fit_summary() == capped.fit_summary()
+
+
+def _task_fast() -> dict:
+    return {k: v for k, v in FAST.items() if k in TaskLoRAParams.__dataclass_fields__}
+
+
+# -- the task-LoRA control -------------------------------------------------------------------
+def test_task_lora_control_trains_and_predicts_without_user_adapters(tmp_path):
+    ctx = context(tmp_path / "control")
+    control = TaskLoRA(ctx, TaskLoRAParams(**_task_fast()))
+    control.fit(train_set())
+    batch = [example("qa", "A", tweets("A", 3, "cat")), example("qb", "B", tweets("B", 2, "fish"))]
+    answers = control.predict(batch)
+    assert len(answers) == 2 and all(isinstance(a, str) for a in answers)
+    assert not ctx.user_artifacts_dir.exists()  # no per-user state at all
+    assert ctx.last_prompts == [e.input for e in batch] and ctx.last_retrieved is None  # k=0
+    # The answers are the backbone's with the task LoRA merged in, and the backbone is restored.
+    backbone = ctx.llm()
+    before = {n: p.detach().clone() for n, p in backbone.model.named_parameters()}
+    task_lora, meta = load_lora(tmp_path / "control" / "task_lora.safetensors")
+    assert meta["stage"] == "task"
+    with merged_lora(backbone.model, task_lora, control.params.alpha):
+        assert backbone.generate([e.input for e in batch], num_beams=GEN.num_beams, max_new_tokens=GEN.max_new_tokens,
+                                 max_input_tokens=GEN.max_input_tokens) == answers
+    assert all(torch.equal(p, before[n]) for n, p in backbone.model.named_parameters())
+
+    # Same seed, data and settings: the control's task LoRA is OPPU's stage 1, bit for bit.
+    oppu = make(tmp_path / "oppu")
+    oppu.fit(train_set())
+    assert digest(tmp_path / "oppu" / "task_lora.safetensors") == digest(tmp_path / "control" / "task_lora.safetensors")
+
+
+def test_oppu_with_untrained_user_adapters_answers_as_its_control(tmp_path):
+    """Per-user adapters start with no effect (B = 0) on the merged task LoRA: zero user
+    epochs must give exactly the control's answers."""
+    batch = [example("qa", "A", tweets("A", 3, "cat")), example("qb", "B", tweets("B", 2, "fish"))]
+    control = TaskLoRA(context(tmp_path / "control"), TaskLoRAParams(**_task_fast()))
+    control.fit(train_set())
+    oppu = make(tmp_path / "oppu", epochs=0)
+    oppu.fit(train_set())
+    assert oppu.predict(batch) == control.predict(batch)
+    summary = oppu.fit_summary()
+    assert summary["users_trained"] == 2 and summary["user_optimizer_steps"] == summary["user_budget_steps"] == 0
+
+
+def test_fresh_user_adapters_are_peft_like_and_seeded(tmp_path):
+    model = make(tmp_path).ctx.llm().model
+    names = target_module_names(model, default_targets(model))
+    a, b = fresh_lora(model, names, 4, seed=1), fresh_lora(model, names, 4, seed=1)
+    other = fresh_lora(model, names, 4, seed=2)
+    for n in names:
+        fan_in = model.get_submodule(n).in_features
+        assert torch.equal(a[n][0], b[n][0]) and not torch.equal(a[n][0], other[n][0])
+        assert a[n][0].abs().max() <= fan_in ** -0.5 and not a[n][1].any()
+
+
+def test_oppu_fit_summary_counts_both_stages(tmp_path):
+    method = make(tmp_path)
+    method.fit(train_set())
+    method.predict([example("qa", "A", tweets("A", 3, "cat")), example("qb", "B", tweets("B", 5, "fish"))])
+    summary = method.fit_summary()
+    # Stage 1: 4 pairs, batch 2, 1 epoch. Stage 2: 2 epochs of ceil(3/2) and ceil(5/2) steps.
+    assert (summary["optimizer_steps"], summary["budget_steps"]) == (2, 2)
+    assert summary["user_optimizer_steps"] == summary["user_budget_steps"] == 2 * 2 + 2 * 3
+    assert summary["trained_to_budget"] is True and summary["users"] == 2
+
+
+def test_constrained_decoding_answers_each_user_through_the_shared_path(tmp_path):
+    ctx = context(tmp_path, task="lamp2", decoding="constrained")
+    task = ctx.task
+    method = OPPU(ctx, OPPUParams(**FAST))
+    movies = lambda u, tag: tuple({"id": f"{u}{i}", "description": f"a film about {tag} number {i}", "tag": tag}
+                                  for i in range(3))  # noqa: E731
+    train = [Example(id=f"t{i}", input=task.input_template.format(description=f"movie {i}"),
+                     profile=movies(f"t{i}", "comedy"), output="comedy", user_id=f"t{i}") for i in range(4)]
+    method.fit(train)
+    batch = [Example(id="qa", input=task.input_template.format(description="a robot"), profile=movies("A", "sci-fi"),
+                     user_id="A"),
+             Example(id="qb", input=task.input_template.format(description="a heist"), profile=movies("B", "violence"),
+                     user_id="B")]
+    answers = method.predict(batch)
+    assert all(a in task.labels for a in answers)
+    assert ctx.last_prompts == [e.input for e in batch]
+    task_lora, _ = load_lora(tmp_path / "task_lora.safetensors")
+    backbone = ctx.llm()
+    for e, answer in zip(batch, answers):  # each user alone, with real peft: the same label
+        weights, _ = load_lora(method.user_path(e.user_key))
+        with merged_lora(backbone.model, task_lora, method.params.alpha), \
+                peft_lora(backbone.model, method.module_names(), method.params.r, method.params.alpha) as layers:
+            with torch.no_grad():
+                for n, m in layers.items():
+                    m.lora_A["default"].weight.copy_(weights[n][0])
+                    m.lora_B["default"].weight.copy_(weights[n][1])
+            scores = backbone.score_options([e.input], task.labels, max_input_tokens=GEN.max_input_tokens)
+        assert task.labels[int(scores.argmax())] == answer
 
 
 def test_k1_pairs_retrieve_only_earlier_items_of_the_same_user(tmp_path):
+    ctx = context(tmp_path, task="lamp2")
+    method = OPPU(ctx, OPPUParams(**{**FAST, "k": 1, "retriever": "bm25"}))
+    descriptions = ["a robot film about robot things", "a heist film about heist things",
+                    "a wedding film about wedding things", "a robot film about robot friends"]
+    profile = tuple({"id": f"m{i}", "description": d, "tag": "comedy"} for i, d in enumerate(descriptions))
+    pairs = method.pairs_for(profile)
+    assert [t for _, t in pairs] == [t for _, t in user_pairs(ctx.task, profile)]
+    assert pairs[0] == user_pairs(ctx.task, profile[:1])[0]  # nothing before the first item
+    for i, (prompt, _) in enumerate(pairs[1:], start=1):
+        assert prompt.endswith(user_pairs(ctx.task, profile[i : i + 1])[0][0])
+        shown = [item for item in profile if item["description"] in prompt.split('" is "')[0]]
+        assert len(shown) == 1 and profile.index(shown[0]) < i  # an earlier item of this user, never itself
+    assert "robot" in pairs[3][0].split('" is "')[0]  # BM25 picks the matching earlier item
+
+
+def test_k1_continuation_pairs_get_no_retrieved_items(tmp_path):
+    """LaMP-7's pairs continue the user's own tweets; the reference (format_flag) retrieves
+    nothing for them."""
     method = make(tmp_path, k=1, retriever="bm25")
     profile = tweets("A", 3, "cat")
-    pairs = method.pairs_for(profile)
-    assert [t for _, t in pairs] == [t for _, t in user_pairs(method.ctx.task, profile)]
-    assert pairs[0] == user_pairs(method.ctx.task, profile[:1])[0]  # nothing before the first item
-    for i, (prompt, _) in enumerate(pairs[1:], start=1):
-        assert any(item["text"] in prompt for item in profile[:i])
-        assert not any(item["text"] in prompt for item in profile[i:])
+    assert method.pairs_for(profile) == user_pairs(method.ctx.task, profile)

@@ -1,4 +1,4 @@
-"""The worked plugin in examples/ is discoverable through its entry point and runs."""
+"""The worked plugins in examples/ are discoverable through their entry points and run."""
 
 from __future__ import annotations
 
@@ -10,25 +10,41 @@ import pytest
 from typer.testing import CliRunner
 
 from harness.cli import app
-from harness.registries import METHODS
+from harness.metrics import METRICS
+from harness.registries import METHODS, TASKS
+from tasks.prompts import PROMPT_STYLES
 from tests.conftest import write_dist
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "profile-vote-plugin"
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+METHOD_EXAMPLE = EXAMPLES / "profile-vote-plugin"
+TASK_EXAMPLE = EXAMPLES / "coffee-order-task-plugin"
 
 
 @pytest.fixture
 def installed_example(tmp_path, monkeypatch):
-    """Install the example the way pip would: its package on sys.path plus a dist-info."""
+    """Install both examples the way pip would: their packages on sys.path plus dist-infos."""
     site = tmp_path / "site"
     site.mkdir()
     write_dist(site, "persona_bench_profile_vote",
                {"persona_bench.methods": {"profile-vote": "persona_bench_profile_vote:ProfileVote"}})
-    monkeypatch.syspath_prepend(str(EXAMPLE))
+    write_dist(site, "persona_bench_coffee_task",
+               {"persona_bench.tasks": {"coffee-order": "persona_bench_coffee_task:TASK"}})
+    monkeypatch.syspath_prepend(str(METHOD_EXAMPLE))
+    monkeypatch.syspath_prepend(str(TASK_EXAMPLE))
     monkeypatch.syspath_prepend(str(site))
     METHODS.reset_plugins()
+    TASKS.reset_plugins()
     yield
     METHODS.reset_plugins()
-    sys.modules.pop("persona_bench_profile_vote", None)
+    TASKS.reset_plugins()
+    METRICS.unregister("partial-credit")  # registered by the task plugin's import, as is its prompt style
+    PROMPT_STYLES.pop("coffee", None)
+    for module in ("persona_bench_profile_vote", "persona_bench_coffee_task"):
+        sys.modules.pop(module, None)
+
+
+def _metrics(root: Path, task: str) -> dict:
+    return json.loads(next(root.glob(f"{task}/profile-vote/*/metrics.json")).read_text())
 
 
 def test_example_plugin_is_listed_and_runs_through_bench_run(installed_example, tmp_path):
@@ -39,7 +55,37 @@ def test_example_plugin_is_listed_and_runs_through_bench_run(installed_example, 
                                  "--limit", "30", "--llm", "tiny-causal", "--out", str(tmp_path / "runs"),
                                  "--no-progress", "-p", "recent=0"])
     assert result.exit_code == 0, result.output
-    metrics = json.loads(next((tmp_path / "runs").glob("lamp2/profile-vote/*/metrics.json")).read_text())
     # The synthetic users tag mostly with their favourite tags, so voting over the profile
     # must beat chance (1/15) by a wide margin.
-    assert metrics["metrics"]["accuracy"] > 0.3
+    assert _metrics(tmp_path / "runs", "lamp2")["official"]["accuracy"] > 0.3
+
+
+def test_example_task_plugin_loads_with_its_metric_and_prompt_style(installed_example):
+    from harness.metrics import higher_is_better
+    from harness.models import tiny_tokenizer
+    from tasks.prompts import render_prompt
+
+    assert "coffee-order" in TASKS.names()
+    assert "persona_bench_coffee_task" not in sys.modules  # discovery is lazy
+    task = TASKS.get("coffee-order")
+    assert task.metrics == ("accuracy", "f1", "partial-credit") and task.prompt_style == "coffee"
+    assert higher_is_better("partial-credit")
+    split = task.load_split(task, "auto", "dev", seed=3)
+    again = task.load_split(task, "auto", "dev", seed=0)
+    assert split.source.checksum == again.source.checksum  # the data seed is the plugin's, not the run's
+    assert len(split.examples) == 40 and all(e.output in task.labels for e in split.examples)
+    example = split.examples[0]
+    prompt = render_prompt(task, example.input, list(example.profile[:2]), tiny_tokenizer())
+    assert prompt.endswith(example.input) and " is the order " in prompt
+
+
+def test_both_example_plugins_run_together_and_the_plugin_metric_is_reported(installed_example, tmp_path):
+    result = CliRunner().invoke(app, ["run", "--method", "profile-vote", "--task", "coffee-order", "--data", "auto",
+                                      "--llm", "tiny-causal", "--out", str(tmp_path / "runs"), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    official = _metrics(tmp_path / "runs", "coffee-order")["official"]
+    assert set(official) == {"accuracy", "f1", "partial-credit"}
+    # Customers order their usual drink 70% of the time: the profile's majority finds it
+    # (chance is 1/8), and partial credit is never below accuracy.
+    assert official["accuracy"] > 0.4
+    assert official["partial-credit"] >= official["accuracy"]

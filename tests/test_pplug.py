@@ -19,12 +19,13 @@ from harness.api import Example, RunContext
 from harness.backbones import Backbone, GenerationSettings
 from harness.models import MODELS, tiny_tokenizer
 from harness.registries import METHODS, TASKS
+from harness.soft_prompt import history_dropout
 from methods.pplug import (
-    WEIGHTS_FILE, PPlug, PPlugMean, PPlugNoInst, PPlugParams, PPlugRAG, PPlugRAGParams, aggregate, dropout_copies, pad_rows,
+    WEIGHTS_FILE, PPlug, PPlugMean, PPlugNoInst, PPlugParams, PPlugRAG, PPlugRAGParams, aggregate, item_text, pad_rows,
 )
 
 TAGS = ("comedy", "romance", "action", "classic")
-FAST = PPlugParams(batch_size=4, micro_batch=2, max_steps=2, cpu_max_train_examples=None)
+FAST = PPlugParams(batch_size=4, micro_batch=2, max_steps=2)
 
 
 def make_examples(n_users: int = 4, per_user: int = 4, history: int = 6, seed: int = 0) -> list[Example]:
@@ -44,9 +45,11 @@ def make_examples(n_users: int = 4, per_user: int = 4, history: int = 6, seed: i
     return out
 
 
-def context(tmp_path: Path, llm: str = "tiny-causal", backbone: Backbone | None = None) -> RunContext:
-    return RunContext(task=TASKS.get("lamp2"), llm_name=llm, encoder_name="tiny-encoder", seed=0,
-                      artifacts_dir=tmp_path / "artifacts", generation=GenerationSettings(num_beams=1, batch_size=8),
+def context(tmp_path: Path, llm: str = "tiny-causal", backbone: Backbone | None = None,
+            task: str = "lamp2") -> RunContext:
+    return RunContext(task=TASKS.get(task), llm_name=llm, encoder_name="tiny-encoder", seed=0,
+                      artifacts_dir=tmp_path / "artifacts",
+                      generation=GenerationSettings(num_beams=1, batch_size=8, max_new_tokens=8),  # tiny models ramble
                       progress=False, _llm=backbone)
 
 
@@ -98,7 +101,7 @@ def test_llm_is_frozen_and_bit_identical_after_training(tmp_path, llm):
 ])
 def test_every_trainable_part_gets_gradients(tmp_path, llm, cls, groups):
     method = cls(context(tmp_path, llm), FAST)
-    method.plug = plug = method.build()
+    method.module = plug = method.build()
     plug.train()
     batch = make_examples()[:4]
     loss = method.ctx.llm().loss(method.prompts(batch), [e.output for e in batch], prefix=method.soft_tokens(batch))
@@ -149,17 +152,55 @@ def test_mean_ablation_equals_plain_masked_average(tmp_path):
 
 
 @pytest.mark.parametrize("cls, n", [(PPlug, 2), (PPlugNoInst, 1)])
-def test_soft_tokens_have_the_llms_embedding_norm(tmp_path, cls, n):
-    method = cls(context(tmp_path), FAST)
-    method.plug = method.build().eval()
+def test_normalized_soft_tokens_have_the_llms_embedding_norm(tmp_path, cls, n):
+    method = cls(context(tmp_path), dataclasses.replace(FAST, soft_scale="normalized"))
+    method.module = method.build().eval()
     soft = method.soft_tokens(make_examples()[:3])
     llm = method.ctx.llm()
     assert soft.shape == (3, n, llm.hidden_size)
     assert torch.allclose(soft.norm(dim=-1), torch.full((3, n), llm.token_embedding_norm))
 
 
+@pytest.mark.parametrize("soft_scale", ["reference", "normalized"])
+def test_soft_token_scale_as_the_reference_or_normalized(tmp_path, soft_scale):
+    """reference: raw MLP output x S, the instruction token x S / 7 (code/ModelForPer.py);
+    normalized: both on the sphere of radius S. S is the backbone's mean token norm."""
+    method = PPlug(context(tmp_path), dataclasses.replace(FAST, soft_scale=soft_scale))
+    plug = method.module = method.build().eval()
+    examples = make_examples()[:3]
+    scale = method.ctx.llm().token_embedding_norm
+    assert plug.scale == pytest.approx(scale)
+    with torch.no_grad():
+        soft = method.soft_tokens(examples)
+        table, rows = method.history([e.profile for e in examples])
+        persona, _ = plug.persona([method.query_text(e) for e in examples], *pad_rows(table, rows))
+        inst = plug.inst_mlp(plug.instruction)
+    if soft_scale == "reference":
+        assert torch.allclose(soft[:, 0], (inst * scale / 7.0).expand(3, -1), atol=1e-5)
+        assert torch.allclose(soft[:, 1], persona * scale, atol=1e-5)
+        assert not torch.allclose(soft[:, 0], (inst * scale).expand(3, -1))  # the 1/7 is there
+        assert plug.instruction.min() >= 0 and plug.instruction.max() < 1  # torch.rand, as the reference
+    else:
+        assert torch.allclose(soft[:, 0], (torch.nn.functional.normalize(inst, dim=-1) * scale).expand(3, -1),
+                              atol=1e-5)
+        assert torch.allclose(soft[:, 1], torch.nn.functional.normalize(persona, dim=-1) * scale, atol=1e-5)
+
+
+def test_embedding_scale_override_is_the_references_constant(tmp_path):
+    method = PPlug(context(tmp_path), dataclasses.replace(FAST, embedding_scale=539.9738))
+    assert method.build().scale == pytest.approx(539.9738)
+
+
+def test_more_persona_tokens_come_from_one_wider_projection(tmp_path):
+    method = PPlug(context(tmp_path), dataclasses.replace(FAST, n_persona_tokens=3))
+    method.module = plug = method.build().eval()
+    d = method.ctx.llm().hidden_size
+    assert plug.proj[0].out_features == 3 * d and plug.proj[2].out_features == 3 * d
+    assert method.soft_tokens(make_examples()[:2]).shape == (2, 4, d)
+
+
 def test_history_keeps_the_most_recent_items(tmp_path):
-    method = PPlug(context(tmp_path), dataclasses.replace(FAST, max_history=2, history_text="corpus"))
+    method = PPlug(context(tmp_path), dataclasses.replace(FAST, max_history=2, history_text="reference"))
     profile = ({"id": "a", "description": "newest", "tag": "comedy", "date": "2012-05-01"},
                {"id": "b", "description": "oldest", "tag": "comedy", "date": "2001"},
                {"id": "c", "description": "middle", "tag": "comedy", "date": "2009-02-03"})
@@ -168,18 +209,9 @@ def test_history_keeps_the_most_recent_items(tmp_path):
     assert torch.allclose(table[torch.as_tensor(rows[0])], torch.from_numpy(expected), atol=1e-5)
 
 
-def test_history_dropout_copies_are_seeded_subsets():
-    row = torch.arange(10).numpy()
-    copies = [c.tolist() for c in dropout_copies(row, 10, 0.5, random.Random(0))]
-    assert len(copies) == 10 and copies == [c.tolist() for c in dropout_copies(row, 10, 0.5, random.Random(0))]
-    assert all(5 <= len(c) <= 10 and set(c) <= set(row) for c in copies)
-    assert len({len(c) for c in copies}) > 1
-    assert dropout_copies(row[:2], 10, 0.5, random.Random(0)) == []
-
-
 def test_training_drives_the_loss_well_down(tmp_path):
     params = PPlugParams(lr=1e-2, batch_size=8, micro_batch=8, epochs=100, max_steps=150, warmup_ratio=0.05,
-                         history_dropout_copies=2, cpu_max_train_examples=None)
+                         history_dropout_copies=2)
     method = PPlug(context(tmp_path, backbone=steerable_causal()), params)
     method.fit(make_examples(per_user=4))
     curve = method.loss_curve
@@ -196,14 +228,14 @@ def test_save_and_reload_give_identical_predictions_and_only_trainable_tensors(t
     first = method.predict(examples[:6])
     with safe_open(str(tmp_path / "artifacts" / WEIGHTS_FILE), framework="pt") as fh:
         keys = set(fh.keys())
-    assert keys == {n for n, p in method.plug.named_parameters() if p.requires_grad}
+    assert keys == {n for n, p in method.module.named_parameters() if p.requires_grad}
     assert not any(k.startswith(("llm", "encoder.", "model.")) or "pooler" in k for k in keys)
     again = PPlug(context(tmp_path, "tiny-t5"), FAST)
     again.fit(examples)  # finds the saved plug-in and loads it instead of training
     assert again.loss_curve == []
     assert again.predict(examples[:6]) == first
-    for name, tensor in again.plug.trainable_state().items():
-        assert torch.equal(tensor, method.plug.trainable_state()[name])
+    for name, tensor in again.module.trainable_state().items():
+        assert torch.equal(tensor, method.module.trainable_state()[name])
 
 
 def test_pplug_rag_prompts_carry_retrieved_items(tmp_path):
@@ -211,5 +243,148 @@ def test_pplug_rag_prompts_carry_retrieved_items(tmp_path):
     example = make_examples()[0]
     prompt = method.prompts([example])[0]
     assert prompt != example.input and example.input in prompt and "the tag for the movie" in prompt
+    ids = method.ctx.last_retrieved[0]
+    assert len(ids) == 1 and ids[0] in {item["id"] for item in example.profile}
     method.fit(make_examples())
     assert len(method.predict([example])) == 1
+
+
+# -- fidelity to the reference code (rucliujn/PPlug) ---------------------------------------
+# What embedding.py / aggr_id.py (process) embed per history item, per LaMP task.
+REFERENCE_HISTORY = {
+    "lamp1": lambda it: it["title"] + " " + it["abstract"],
+    "lamp2": lambda it: it["description"],
+    "lamp3": lambda it: it["text"],
+    "lamp4": lambda it: it["text"] + " " + it["title"],
+    "lamp5": lambda it: it["title"] + " " + it["abstract"],
+    "lamp7": lambda it: it["text"],
+}
+ITEM = {"title": "T", "abstract": "A", "description": "D", "tag": "comedy", "text": "X", "score": "5",
+        "start": "S", "rest": "R"}
+
+
+@pytest.mark.parametrize("task", sorted(REFERENCE_HISTORY))
+def test_history_text_per_task_is_what_the_reference_embeds(task):
+    spec = TASKS.get(task)
+    assert item_text(spec, ITEM, "reference") == REFERENCE_HISTORY[task](ITEM)
+
+
+def test_fields_option_names_every_field_including_the_users_own_outputs():
+    assert item_text(TASKS.get("lamp2"), ITEM, "fields") == "description: D; tag: comedy"
+    assert item_text(TASKS.get("lamp3"), ITEM, "fields") == "text: X; score: 5"
+    with pytest.raises(ValueError, match="history_text"):
+        item_text(TASKS.get("lamp2"), ITEM, "item")
+
+
+@pytest.mark.parametrize("task, expected", [
+    ("amazon-rating", "X"), ("amazon-summary", "X T"), ("movielens-tag", "D"), ("tweets", "X"),
+])
+def test_realdata_tasks_embed_their_lamp_analogues_history_text(task, expected):
+    spec = TASKS.get(task)
+    assert spec.history_text is not None and item_text(spec, ITEM, "reference") == expected
+
+
+def test_lamp1_query_is_the_authors_own_title(tmp_path):
+    """process_qry (code/PersonalDataset_profile.py): the text between 'title "' and '",'."""
+    spec = TASKS.get("lamp1")
+    text = spec.input_template.format(title="Deep nets for ranking", ref1="Old work", ref2="Other work")
+    assert spec.persona_query(text) == "Deep nets for ranking"
+    assert spec.query(text) == "Old work Other work"  # the retrievers' query stays LaMP's
+    method = PPlug(context(tmp_path, task="lamp1"), FAST)
+    example = Example(id="q", input=text, profile=(), output="[1]")
+    assert method.query_text(example) == method.ctx.encoder().preset.query_instruction + "Deep nets for ranking"
+
+
+def test_query_is_drawn_from_the_input_the_llm_sees(tmp_path):
+    """PersonalDataset.parse_data cuts the input to the LLM budget before process_qry."""
+    method = PPlug(context(tmp_path), dataclasses.replace(FAST, max_input_tokens=6))
+    words = "one two three four five six seven eight nine ten"
+    long_query = method.query_text(Example(id="q", input=f"description: {words}", profile=()))
+    tokenizer = method.ctx.llm().tokenizer
+    assert len(tokenizer.encode(long_query, add_special_tokens=False)) <= 5
+    assert "one" in long_query and "ten" not in long_query
+    assert method.query_text(Example(id="s", input="description: one", profile=())).endswith("one")
+
+
+@pytest.mark.parametrize("task, cap", [("lamp1", 128), ("lamp2", 128), ("lamp3", 10), ("lamp4", 128),
+                                       ("lamp5", 128), ("lamp7", 128), ("amazon-rating", 10)])
+def test_generation_and_target_caps_are_the_references(task, cap):
+    spec = TASKS.get(task)
+    assert spec.max_new_tokens == cap and spec.version >= 2
+
+
+def test_history_dropout_count_follows_the_reference_formula():
+    """aggr_id.py: histories of n > 2 items get 10 copies, each dropping int(n * U(0, 0.5)) + 1."""
+    for n in (3, 4, 7, 40):
+        items = list(range(100, 100 + n))
+        copies = history_dropout(items, 10, 0.5, random.Random(n))
+        replay = random.Random(n)
+        expected = []
+        for _ in range(10):
+            drop = int(n * replay.uniform(0.0, 0.5)) + 1
+            expected.append(n - drop)
+            replay.sample(range(n), n - drop)
+        assert [len(c) for c in copies] == expected
+        assert all(1 <= len(c) < n and c == sorted(c) and set(c) <= set(items) for c in copies)
+        assert copies == history_dropout(items, 10, 0.5, random.Random(n))  # seeded
+    assert history_dropout([1, 2], 10, 0.5, random.Random(0)) == []
+    assert history_dropout([], 10, 0.5, random.Random(0)) == []
+    assert {len(c) for c in history_dropout([1, 2, 3], 200, 0.5, random.Random(0))} == {1, 2}
+
+
+def test_fit_adds_dropout_copies_and_records_the_budget(tmp_path):
+    examples = make_examples(n_users=2, per_user=2, history=6) + [
+        Example(id="short", input="description: x", profile=make_examples(history=2)[0].profile, output="comedy")]
+    params = dataclasses.replace(FAST, history_dropout_copies=3, max_steps=None, epochs=1, batch_size=4)
+    method = PPlug(context(tmp_path), params)
+    method.fit(examples)
+    summary = method.fit_summary()
+    units = 4 * (1 + 3) + 1  # the 2-item history gets no copies
+    assert summary["train_examples_used"] == 5 and summary["train_units"] == units
+    assert summary["budget_steps"] == summary["optimizer_steps"] == -(-units // 4)
+    assert summary["trained_to_budget"] is True and summary["early_stopped"] is False
+    assert summary["soft_scale"] == "reference" and summary["soft_tokens"] == 2
+
+
+def test_heldout_loss_is_recorded_and_survives_a_reload(tmp_path):
+    import json
+
+    params = dataclasses.replace(FAST, heldout_examples=4, eval_every=1, max_steps=3)
+    method = PPlug(context(tmp_path), params)
+    method.fit(make_examples())
+    saved = json.loads((tmp_path / "artifacts" / "loss.json").read_text())
+    assert saved["step"] == [1, 2, 3] and len(saved["loss"]) == 3
+    assert saved["heldout"]["step"] == [0, 1, 2, 3] and all(x > 0 for x in saved["heldout"]["loss"])
+    summary = method.fit_summary()
+    assert summary["heldout_examples"] == 4 and summary["train_examples_used"] == 12
+    again = PPlug(context(tmp_path), params)
+    again.fit(make_examples())
+    assert again.loss_curve == [] and again.fit_summary() == summary
+
+
+def test_early_stopping_counts_as_trained_to_budget(tmp_path):
+    params = dataclasses.replace(FAST, heldout_examples=4, eval_every=1, max_steps=6, patience=2, lr=0.0)
+    method = PPlug(context(tmp_path), params)
+    method.fit(make_examples())  # lr 0: the held-out loss never improves after step 0
+    summary = method.fit_summary()
+    assert summary["early_stopped"] is True and summary["trained_to_budget"] is True
+    assert summary["optimizer_steps"] == 2 < summary["budget_steps"] == 6
+    assert "early stopping" in summary["stop_reason"] and summary["best_step"] == 0
+
+
+def test_version_and_roles():
+    assert PPlug.version >= 2 and PPlug.family == "pplug" and PPlug.control == "prompt-tuning"
+    assert PPlugMean.variant_of == PPlugNoInst.variant_of == PPlugRAG.variant_of == "pplug"
+    assert PPlugMean.family == PPlugNoInst.family == "pplug" and PPlugRAG.family == "pplug+retrieval"
+    assert PPlugParams().history_dropout_copies == 10 and PPlugParams().soft_scale == "reference"
+    small = PPlugParams(**PPlug.profiles["small"])
+    assert small.max_train_examples is not None and small.heldout_examples > 0
+
+
+def test_bad_settings_fail_at_construction():
+    with pytest.raises(ValueError, match="soft_scale"):
+        PPlugParams(soft_scale="unit")
+    with pytest.raises(ValueError, match="history_text"):
+        PPlugParams(history_text="corpus")
+    with pytest.raises(ValueError, match="n_persona_tokens"):
+        PPlugParams(n_persona_tokens=0)

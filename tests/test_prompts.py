@@ -176,3 +176,78 @@ def test_smollm2_tokenizer_adds_no_special_tokens_and_keeps_case():
     expected = ('"Loving the sun today! Beach, ice cream and"  are written by a person. Following the given patterns '
                 + inp)
     assert render_prompt(TASKS.get("lamp7"), inp, items, tok, max_length=40) == expected
+
+
+# -- the shared retrieve-and-render path (harness.augment) -----------------------------------
+class _FixedRetriever:
+    """Returns the profile items in a fixed order of positions (a stand-in for any retriever)."""
+
+    def __init__(self, order: list[int]) -> None:
+        self.order = order
+        self.calls = 0
+
+    def retrieve(self, task, inputs, profiles, k):
+        from harness.retrieval import Hit
+
+        self.calls += 1
+        return [[Hit(i, 1.0, profile[i]) for i in self.order if i < len(profile)][:k] for profile in profiles]
+
+
+def _examples(n: int = 2) -> list:
+    from harness.api import Example
+
+    items = tuple(ITEMS["lamp2"]) + ({"description": "A ghost haunts a lighthouse.", "tag": "fantasy"},)  # no id
+    return [Example(id=f"q{i}", input=INPUTS["lamp2"], profile=items) for i in range(n)]
+
+
+def test_augment_renders_the_official_prompt_with_item_ids_best_first(tok):
+    from harness.augment import AugmentedPrompt, augmented_prompts
+
+    task = TASKS.get("lamp2")
+    retriever = _FixedRetriever([2, 0, 1])
+    out = augmented_prompts(task, retriever, _examples(), 2, tok, 256)
+    profile = _examples()[0].profile
+    want = render_prompt(task, INPUTS["lamp2"], [profile[2], profile[0]], tok, max_length=256)
+    assert out == [AugmentedPrompt(want, ("#2", "1"))] * 2  # an item without an id is named by position
+    assert retriever.calls == 1  # one retrieval call for the whole batch
+
+
+def test_augment_k0_and_empty_profiles_give_the_plain_input(tok):
+    from harness.api import Example
+    from harness.augment import AugmentedPrompt, augmented_prompts
+
+    task = TASKS.get("lamp2")
+    assert augmented_prompts(task, None, _examples(1), 0, tok, 256) == [AugmentedPrompt(INPUTS["lamp2"], ())]
+    empty = [Example(id="e", input=INPUTS["lamp2"], profile=())]
+    assert augmented_prompts(task, _FixedRetriever([0]), empty, 1, tok, 256) == [AugmentedPrompt(INPUTS["lamp2"], ())]
+    with pytest.raises(ValueError, match="no retriever"):
+        augmented_prompts(task, None, _examples(1), 1, tok, 256)
+
+
+def test_augment_budget_rule_fits_the_items_in_the_budget(tok):
+    """Long items are cut by LaMP's rule so the rendered prompt fits the one budget; when
+    nothing fits, the bare input comes back and no item id is claimed."""
+    from harness.api import Example
+    from harness.augment import augmented_prompts
+
+    task = TASKS.get("lamp2")
+    long = tuple({"id": str(i), "description": f"A very long description of film {i}, " * 40, "tag": "comedy"}
+                 for i in range(3))
+    example = Example(id="q", input=INPUTS["lamp2"], profile=long)
+    for budget in (96, 160, 256):
+        (out,) = augmented_prompts(task, _FixedRetriever([0, 1, 2]), [example], 3, tok, budget)
+        assert out.item_ids == ("0", "1", "2")
+        assert out.text == render_prompt(task, INPUTS["lamp2"], list(long), tok, max_length=budget)
+        assert n_tokens(tok, out.text) <= budget  # the LLM, cut at the same budget, reads all of it
+    (hopeless,) = augmented_prompts(task, _FixedRetriever([0]), [example], 1, tok, 10)
+    assert hopeless.text == INPUTS["lamp2"] and hopeless.item_ids == ()
+
+
+def test_input_budget_is_the_methods_own_within_the_runs_cap(tmp_path):
+    from harness.api import RunContext
+    from harness.augment import input_budget
+    from harness.settings import GenerationSettings
+
+    ctx = RunContext(task=TASKS.get("lamp2"), llm_name="tiny-causal", encoder_name="tiny-encoder", seed=0,
+                     artifacts_dir=tmp_path, generation=GenerationSettings(max_input_tokens=300))
+    assert input_budget(ctx, 256) == 256 and input_budget(ctx, 2048) == 300 and input_budget(ctx) == 300

@@ -36,7 +36,7 @@ def test_split_is_real_cpu_sized_and_says_where_it_came_from(splits, name):
     assert re.fullmatch(r"[0-9a-f]{64}", source.checksum)
     assert source.detail["citation"] and source.detail["terms"] and source.detail["dataset"]
     assert all(re.fullmatch(r"[0-9a-f]{64}", h) for h in source.detail["source_sha256"].values())
-    assert source.detail["lamp_analogue"] == task.extra["lamp_analogue"]
+    assert source.detail["lamp_analogue"] == task.lamp_analogue
     for ex in dev.examples:
         assert ex.output and ex.profile and ex.user_id
         assert all(set(task.item_fields) <= set(item) for item in ex.profile)
@@ -113,4 +113,4 @@ def test_adhoc_run_on_real_data(tmp_path):
                             progress=False, generation=GenerationSettings(num_beams=1, batch_size=4)))
     assert result.metrics["data_source"]["kind"] == "realdata:amazon-musical-instruments"
     assert "McAuley" in result.metrics["data_source"]["detail"]["citation"]
-    assert set(result.metrics["metrics"]) >= {"mae", "rmse"}
+    assert set(result.metrics["official"]) >= {"mae", "rmse"}

@@ -195,3 +195,113 @@ def test_dense_with_minilm_finds_the_paraphrase():
     (hits,) = get_retriever("contriever", RetrievalContext(encoder="minilm-l6")).retrieve(
         LAMP2, [PREFIX + "a robot romance on the moon"], [profile], k=1)
     assert ids(hits) == ["1"]
+
+
+# -- encoders: sentence-transformers pooling and config, own maximum length, bge -------------
+def _st_folder(path, pooling: str, max_seq_length: int | None = 512, prompts: dict | None = None):
+    """A sentence-transformers folder around the tiny random BERT (no real weights)."""
+    import json
+
+    from harness.models import _build_tiny_encoder
+
+    model, tokenizer = _build_tiny_encoder()
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    (path / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]))
+    (path / "1_Pooling").mkdir()
+    (path / "1_Pooling" / "config.json").write_text(json.dumps({
+        "word_embedding_dimension": 32, "pooling_mode_cls_token": pooling == "cls",
+        "pooling_mode_mean_tokens": pooling == "mean", "pooling_mode_max_tokens": False}))
+    if max_seq_length is not None:
+        (path / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": max_seq_length}))
+    if prompts is not None:
+        (path / "config_sentence_transformers.json").write_text(json.dumps({"prompts": prompts}))
+    return path
+
+
+def test_local_bge_folder_keeps_bge_pooling_and_query_instruction(tmp_path):
+    from harness.embedding_cache import EmbeddingCache, text_key
+    from harness.encoders import BGE_QUERY_INSTRUCTION, load_encoder
+
+    folder = _st_folder(tmp_path / "bge-small-en-v1.5", "cls", max_seq_length=512)
+    encoder = load_encoder(str(folder))
+    assert encoder.preset.query_instruction == BGE_QUERY_INSTRUCTION
+    assert encoder.pooling == "cls" and encoder.max_length == 512
+    # The dense retriever puts the instruction before the task's query, never before items.
+    cache = EmbeddingCache(encoder)
+    retriever = DenseRetriever(RetrievalContext(encoder=str(folder)), cache=cache)
+    retriever.retrieve(LAMP2, [PREFIX + "a robot on the moon"], [PROFILE], k=1)
+    assert text_key(BGE_QUERY_INSTRUCTION + "a robot on the moon") in cache._index
+    assert text_key(BGE_QUERY_INSTRUCTION + LAMP2.corpus_text(PROFILE[0])) not in cache._index
+
+
+def test_local_folder_pooling_and_prompt_come_from_its_sentence_transformers_config(tmp_path):
+    from harness.encoders import load_encoder
+
+    # Named nothing like bge, CLS pooling and a query prompt declared by the folder itself.
+    declared = load_encoder(str(_st_folder(tmp_path / "my-encoder", "cls", 128, prompts={"query": "query: "})))
+    assert (declared.pooling, declared.max_length, declared.preset.query_instruction) == ("cls", 128, "query: ")
+    # A folder named "bge" whose config says mean pooling: the config wins, bge's instruction stays.
+    plain = load_encoder(str(_st_folder(tmp_path / "bge-mean", "mean", None)))
+    assert plain.pooling == "mean" and plain.max_length == 512 and plain.preset.query_instruction.startswith("Repr")
+
+
+def test_query_instruction_rules():
+    from harness.encoders import BGE_QUERY_INSTRUCTION, BGE_QUERY_INSTRUCTION_ZH, query_instruction
+
+    assert query_instruction(["/models/BAAI--bge-base-en-v1.5/snapshots/abc"]) == BGE_QUERY_INSTRUCTION
+    assert query_instruction(["x", "BAAI/bge-large-zh-v1.5"]) == BGE_QUERY_INSTRUCTION_ZH
+    assert query_instruction(["BAAI/bge-m3"]) == "" and query_instruction(["facebook/contriever"]) == ""
+    assert query_instruction(["bge-base"], declared="mine: ") == "mine: "
+
+
+def test_encoders_truncate_at_their_own_maximum():
+    from harness.encoders import load_encoder
+
+    # The tiny encoder has 512 positions and MiniLM's tokenizer (model_max_length 512), as
+    # Contriever: LaMP's tokenizer(..., truncation=True) keeps 512 tokens, not 256.
+    encoder = load_encoder("tiny-encoder")
+    assert encoder.max_length == 512
+    long_text = "word " * 600
+    assert encoder.forward([long_text]).shape == (1, encoder.dim)  # 600 words would not fit 512 positions
+    assert len(encoder.tokenizer(long_text, truncation=True, max_length=encoder.max_length)["input_ids"]) == 512
+
+
+def test_pooling_through_sentence_transformers_is_masked_mean_or_first_token():
+    import dataclasses as dc
+
+    import torch
+
+    from harness.encoders import TextEncoder, load_encoder
+
+    mean = load_encoder("tiny-encoder")
+    texts = ["a robot falls in love", "short"]
+    batch = mean.tokenizer(texts, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        hidden = mean.model(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).float()
+        want_mean = (hidden * mask).sum(1) / mask.sum(1)
+        assert torch.allclose(mean.forward(texts, normalize=False), want_mean, atol=1e-6)
+        cls = TextEncoder(dc.replace(mean.preset, pooling="cls"), mean.model, mean.tokenizer)
+        assert torch.allclose(cls.forward(texts, normalize=False), hidden[:, 0], atol=1e-6)
+
+
+@pytest.mark.integration
+def test_minilm_vectors_equal_sentence_transformers():
+    """Our encoder gives SentenceTransformer.encode's vectors: raw (its Transformer and
+    Pooling modules) and normalised (its full pipeline, Normalize included)."""
+    from sentence_transformers import SentenceTransformer
+
+    from harness.encoders import load_encoder
+    from harness.models import minilm_dir
+
+    texts = ["A robot falls in love on the moon.", "short", "a long review of a blender " * 80]
+    ours = load_encoder("minilm-l6")
+    assert ours.max_length == 256 and ours.pooling == "mean"  # sentence_bert_config.json, 1_Pooling
+    st = SentenceTransformer(str(minilm_dir()), device="cpu")
+    raw = SentenceTransformer(modules=[st[0], st[1]], device="cpu").encode(texts, convert_to_numpy=True)
+    np.testing.assert_allclose(ours.encode(texts, normalize=False), raw, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(ours.encode(texts, normalize=True), st.encode(texts, convert_to_numpy=True),
+                               atol=1e-5, rtol=0)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.backbones import GenerationSettings
+from harness.settings import GenerationSettings
 from harness.runner import RunRequest, run
 from harness.store import RunConfig, RunDir, RunLocked
 
@@ -42,7 +42,7 @@ def test_run_writes_config_predictions_metrics_and_reuses(tmp_path):
     assert "git_commit" in config["provenance"]
     lamp = json.loads((first.path / "predictions.json").read_text())
     assert lamp["task"] == "LaMP_2" and len(lamp["golds"]) == 12
-    assert set(first.metrics["metrics"]) == {"accuracy", "f1"}
+    assert set(first.metrics["official"]) == {"accuracy", "f1"}
     again = run(request(tmp_path))
     assert again.reused and again.path == first.path and again.metrics == first.metrics
 
@@ -76,7 +76,7 @@ def test_crash_then_resume_equals_uninterrupted(tmp_path):
         fh.write('{"id": "torn')  # a torn line from a crash mid-write
     resumed = run(request(tmp_path / "crashy"))
     assert predictions(resumed.path) == predictions(clean.path)
-    assert resumed.metrics["metrics"] == clean.metrics["metrics"]
+    assert resumed.metrics["official"] == clean.metrics["official"]
     assert len(partial.read_text().splitlines()) == 12
 
 
@@ -105,8 +105,8 @@ def test_killed_process_resumes_to_the_same_predictions(tmp_path):
     clean = next((tmp_path / "clean").glob("lamp2/adhoc/*"))
     assert resumed.name == clean.name
     assert predictions(resumed) == predictions(clean)
-    assert json.loads((resumed / "metrics.json").read_text())["metrics"] == \
-        json.loads((clean / "metrics.json").read_text())["metrics"]
+    assert json.loads((resumed / "metrics.json").read_text())["official"] == \
+        json.loads((clean / "metrics.json").read_text())["official"]
 
 
 def test_shards_merge_into_the_single_process_result(tmp_path):
@@ -116,13 +116,13 @@ def test_shards_merge_into_the_single_process_result(tmp_path):
     second = run(request(tmp_path / "sharded", shard=(1, 2)))
     assert second.path.name == single.path.name
     assert predictions(second.path) == predictions(single.path)
-    assert second.metrics["metrics"] == single.metrics["metrics"]
+    assert second.metrics["official"] == single.metrics["official"]
 
 
 def test_two_writers_never_share_a_run(tmp_path):
     config = RunConfig("lamp2", "adhoc", {}, "x", "y", "synthetic", "/a", "c", "dev", None, 0)
     with RunDir(tmp_path, config):
-        with pytest.raises(RunLocked, match="another process"):
+        with pytest.raises(RunLocked, match=rf"being written by pid {os.getpid()} on "):
             with RunDir(tmp_path, config):
                 pass
 
@@ -132,7 +132,7 @@ def test_unknown_method_and_bad_params_fail_clearly(tmp_path):
 
     with pytest.raises(RegistryError, match="Did you mean 'adhoc'"):
         run(request(tmp_path, method="adhok"))
-    with pytest.raises(ValueError, match="unknown parameter 'k'"):
+    with pytest.raises(ValueError, match="-p/--param: method 'adhoc' has no parameter 'k'"):
         run(request(tmp_path, params={"k": "3"}))
 
 

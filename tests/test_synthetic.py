@@ -23,8 +23,8 @@ import pytest
 from harness.api import Example
 from harness.metrics import score
 from harness.registries import TASKS
-from tasks import synthetic
-from tasks.lamp import quoted_strings
+from tasks import synthetic, synthetic_words
+from tasks.lamp import LAMP2_TAGS, quoted_strings
 from tasks.loader import load_split
 
 TASK_NAMES = tuple(f"lamp{k}" for k in range(1, 8))
@@ -170,15 +170,56 @@ def test_same_seed_same_bytes_other_seed_other_data(tmp_path, name):
         assert (a / file).read_bytes() != (c / file).read_bytes()
 
 
-def test_defaults(tmp_path):
-    folder = synthetic.generate(TASKS.get("lamp7"), tmp_path)
-    for split, count in synthetic.DEFAULT_SIZES.items():
+def test_default_sizes_are_big_enough_to_learn_from():
+    # Issue 14.1: LaMP-like train splits for trained methods, dev splits that separate methods.
+    assert synthetic.DEFAULT_SIZES["train"] >= 2000 and synthetic.DEFAULT_SIZES["dev"] >= 300
+    low, high = synthetic.DEFAULT_PROFILE_SIZE
+    assert 10 <= low <= high
+
+
+def test_missing_splits_take_the_defaults(tmp_path, monkeypatch):
+    # The real defaults take seconds to write; the rule is the same at any size.
+    monkeypatch.setattr(synthetic, "DEFAULT_SIZES", {"train": 7, "dev": 5, "test": 3})
+    folder = synthetic.generate(TASKS.get("lamp7"), tmp_path, n_users={"dev": 4})
+    low, high = synthetic.DEFAULT_PROFILE_SIZE
+    for split, count in {"train": 7, "dev": 4, "test": 3}.items():
         questions = read(folder, split, "questions")
         assert len(questions) == count
-        low, high = synthetic.DEFAULT_PROFILE_SIZE
         assert all(low <= len(q["profile"]) <= high for q in questions)
     assert set(synthetic.SIGNAL_DOC) == set(TASK_NAMES) and all(synthetic.SIGNAL_DOC.values())
     assert all(name in synthetic.__doc__ for name in TASK_NAMES)
+
+
+def test_a_new_generator_version_never_reuses_an_old_cache(monkeypatch):
+    from tasks.sources import synthetic_dir
+
+    task = TASKS.get("lamp3")
+    monkeypatch.setattr(synthetic, "DEFAULT_SIZES", {"train": 3, "dev": 3, "test": 1})
+    monkeypatch.setattr(synthetic, "GENERATOR_VERSION", "test-old")
+    old = synthetic_dir(task, 5)
+    monkeypatch.setattr(synthetic, "GENERATOR_VERSION", "test-new")
+    new = synthetic_dir(task, 5)
+    assert old != new and json.loads((new / "synthetic.json").read_text())["version"] == "test-new"
+    # The version also seeds every user, so the new files are new data, not a copy.
+    assert (old / "dev_questions.json").read_bytes() != (new / "dev_questions.json").read_bytes()
+    assert synthetic_dir(task, 5) == new  # and the new cache is reused
+
+
+def test_the_engine_holds_no_word_lists():
+    """Vocabulary lives in tasks.synthetic_words; the engine keeps behaviour only (issue 13.7)."""
+    def strings(value: Any) -> bool:
+        return isinstance(value, str) or isinstance(value, tuple) and all(strings(v) for v in value)
+
+    def vocabulary(value: Any) -> bool:
+        entries = tuple(value.values()) if isinstance(value, dict) else value
+        return isinstance(entries, tuple) and len(entries) >= 5 and all(strings(v) for v in entries)
+
+    allowed = {"SIGNAL_DOC", "LAMP2_TAGS"}  # the docs of the signal; the task's label set (from tasks.lamp)
+    lists = [name for name, value in vars(synthetic).items()
+             if vocabulary(value) and name not in allowed and not name.startswith("__")]
+    assert lists == []
+    assert vocabulary(synthetic_words.NAMES) and vocabulary(synthetic_words.TAG_CUES)  # the check can see them
+    assert synthetic_words.TAG_CUES.keys() == set(LAMP2_TAGS)
 
 
 def test_bad_arguments_are_refused(tmp_path):
@@ -238,7 +279,7 @@ def test_lamp3_users_offset_beats_the_global_mean(folders):
 def test_lamp3_score_is_text_sentiment_plus_a_constant_rater_bias(folders):
     task, examples = TASKS.get("lamp3"), dev_examples(folders, "lamp3")
     openings = [(re.compile(".+?".join(map(re.escape, o.split("{product}")))), stars)
-                for stars, (texts, _, _) in synthetic._SENTIMENT.items() for o in texts]
+                for stars, (texts, _, _) in synthetic_words.SENTIMENT.items() for o in texts]
 
     def stars(text: str) -> int:
         return next(s for pattern, s in openings if pattern.match(text))

@@ -1,20 +1,75 @@
-"""Tables from hand-made run directories: layout, direction-aware bold, missing cells,
-mixed settings, bootstrap CIs on known data and the sign of paired tests."""
+"""Tables from hand-made run directories (no models): layout, direction-aware bold, missing
+cells, settings never mixed, verification of damaged runs, declared roles, budgets,
+bootstrap CIs on known data and the sign of paired tests."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
 
 from harness import stats, tables
+from harness.api import Method
 from harness.metrics import score
-from harness.registries import TASKS
+from harness.registries import METHODS, TASKS
+from harness.report import render, significance
+from harness.report.render import MISSING
+
+# What each built-in declares (methods/*.py; pplug+rag's family is the one the tables place
+# in Table 3), set here so these tests do not depend on the method modules' current state
+# (monkeypatch restores the classes afterwards).
+DECLARED = {
+    "adhoc": ("baseline", None, None), "bm25": ("retrieval", None, None), "recency": ("retrieval", None, None),
+    "contriever": ("retrieval", None, None), "random": ("retrieval", None, None),
+    "pplug": ("pplug", None, "prompt-tuning"), "pplug-mean": ("pplug", "pplug", "prompt-tuning"),
+    "pplug-noinst": ("pplug", "pplug", None), "pplug+rag": ("pplug+retrieval", "pplug", None),
+    "oppu": ("peft", None, "task-lora"),
+}
+
+
+class _Declared(Method):
+    """A method that exists only to carry declared roles in these tests (never run)."""
+
+    def predict(self, batch: Sequence[Any]) -> list[str]:
+        raise AssertionError("tables never run a method")
+
+
+class PromptTuning(_Declared):
+    family: ClassVar[str] = "control"
+
+
+class TaskLora(_Declared):
+    family: ClassVar[str] = "control"
+
+
+class PluginNamedLikePPlug(_Declared):
+    """A plugin called "pplug-x" that declares nothing: it must get no PPlug treatment."""
+
+
+class PluginDeclaredVariant(_Declared):
+    family: ClassVar[str] = "pplug"
+    variant_of: ClassVar[str | None] = "pplug"
+
+
+@pytest.fixture(autouse=True)
+def declared_roles(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, (family, variant_of, control) in DECLARED.items():
+        cls = METHODS.get(name)
+        monkeypatch.setattr(cls, "family", family)
+        monkeypatch.setattr(cls, "variant_of", variant_of)
+        monkeypatch.setattr(cls, "control", control)
+    for name, cls in {"prompt-tuning": PromptTuning, "task-lora": TaskLora, "pplug-x": PluginNamedLikePPlug,
+                      "my-pplug-variant": PluginDeclaredVariant}.items():
+        if name not in METHODS:
+            monkeypatch.setitem(METHODS._items, name, cls)
 
 
 def official(task: str, preds: Sequence[str], golds: Sequence[str]) -> dict[str, float]:
@@ -29,11 +84,20 @@ def simple_accuracy(preds: Sequence[str], golds: Sequence[str]) -> dict[str, flo
 def make_run(root: Path, task: str, method: str, preds: Sequence[str], golds: Sequence[str], *, seed: int = 0,
              params: dict | None = None, llm: str = "tiny-causal", encoder: str = "tiny-encoder",
              kind: str = "synthetic", checksum: str | None = None, store_gold: bool = True,
-             cost: dict | None = None) -> Path:
-    """Write config.json, predictions.jsonl and metrics.json the way the runner does."""
+             cost: dict | None = None, parsed: Sequence[str] | None = None, profile: str = "small",
+             decoding: str = "free", fit: dict | None = None, method_version: int = 1, task_version: int = 1,
+             metrics: dict | None = None) -> Path:
+    """Write config.json, predictions.jsonl and metrics.json in the runner's current format.
+
+    ``preds`` are the raw generations (scored by the official set); ``parsed`` the parsed
+    predictions (the parsed set), the raw ones when not given.
+    """
     params = params or {}
+    parsed = list(parsed if parsed is not None else preds)
     checksum = checksum or f"{kind}-{task}".ljust(64, "0")
-    h = f"{abs(hash((task, method, json.dumps(params, sort_keys=True), llm, encoder, kind, checksum, seed))):012d}"[:12]
+    key = (task, method, json.dumps(params, sort_keys=True), llm, encoder, kind, checksum, seed, profile, decoding,
+           method_version, task_version)
+    h = f"{abs(hash(key)):012d}"[:12]
     path = root / task / method / h
     path.mkdir(parents=True)
     detail = {"split_kind": "time", **({"synthetic": {"version": 1, "seed": 0}} if kind == "synthetic" else {})}
@@ -41,25 +105,33 @@ def make_run(root: Path, task: str, method: str, preds: Sequence[str], golds: Se
     config = {"task": task, "method": method, "params": params, "llm": llm, "encoder": encoder, "data_kind": kind,
               "data_location": "/nowhere", "data_checksum": checksum, "split": "dev", "limit": None, "seed": seed,
               "generation": {"num_beams": 1, "max_new_tokens": None, "batch_size": 4, "max_input_tokens": 512},
-              "shard": None}
+              "shard": None, "profile": profile, "decoding": decoding, "method_version": method_version,
+              "task_version": task_version, "train_checksum": None}
     (path / "config.json").write_text(json.dumps({"config": config, "hash": h, "data_source": source,
                                                   "provenance": {"versions": {"torch": "2.0"}}}))
     with open(path / "predictions.jsonl", "w") as fh:
-        for i, (p, g) in enumerate(zip(preds, golds)):
-            rec = {"id": f"q{i}", "user": "u", "raw": p, "prediction": p, "seconds": 0.01}
+        for i, (raw, p, g) in enumerate(zip(preds, parsed, golds)):
+            rec = {"id": f"q{i}", "user": "u", "raw": raw, "prediction": p, "seconds": 0.01,
+                   "prompt_sha256": "0" * 64, "retrieved": None}
             if store_gold:
                 rec["gold"] = g
             fh.write(json.dumps(rec) + "\n")
-    metrics = {"task": task, "method": method, "metrics": official(task, preds, golds), "n_examples": len(golds),
-               "n_users": 1, "data_source": source,
-               "cost": cost or {"fit_seconds": 0.0, "predict_seconds": 0.1, "predict_seconds_per_example": 0.01,
-                                "peak_rss_mb": 100.0}}
-    (path / "metrics.json").write_text(json.dumps(metrics))
+    lamp_name = TASKS.get(task).lamp_name if task in TASKS else task
+    (path / "predictions.json").write_text(json.dumps(
+        {"task": lamp_name, "golds": [{"id": f"q{i}", "output": raw.strip()} for i, raw in enumerate(preds)]}))
+    if metrics is None:
+        metrics = {"official": official(task, preds, golds), "parsed": official(task, parsed, golds)}
+    body = {"task": task, "method": method, **metrics, "decoding": decoding, "profile": profile,
+            "n_examples": len(golds), "n_users": 1, "data_source": source, "fit": fit or {},
+            "cost": cost or {"fit_seconds": 0.0, "predict_seconds": 0.1, "predict_seconds_per_example": 0.01,
+                             "peak_rss_mb": 100.0}}
+    (path / "metrics.json").write_text(json.dumps(body))
     return path
 
 
 GOLD2 = ["comedy"] * 10
 GOLD3 = ["3"] * 10
+PAPER_NINE = ["adhoc", "bm25", "recency", "contriever", "ropg-rl", "ropg-kd", "rspg-pre", "rspg-post", "pplug"]
 
 
 def standard_runs(root: Path) -> None:
@@ -76,39 +148,56 @@ def table_lines(text: str) -> list[str]:
     return [line for line in text.splitlines() if line.startswith("|")]
 
 
-def test_layout_order_arrows_and_missing(tmp_path):
+def header_cells(text: str) -> list[str]:
+    return [c.strip() for c in table_lines(text)[0].strip("|").split("|")]
+
+
+def row_cells(line: str) -> list[str]:
+    return [c.strip() for c in line.strip("|").split("|")]
+
+
+def read_csv(text: str) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+# -- layout ------------------------------------------------------------------------------------------
+def test_table1_has_the_papers_nine_columns_then_others_and_missing_cells(tmp_path):
     standard_runs(tmp_path)
     text = tables.render_table(tmp_path, which="1", fmt="md", resamples=0)
-    header, _, *rows = table_lines(text)
-    assert [c.strip() for c in header.strip("|").split("|")] == ["task / metric", "adhoc", "bm25", "pplug",
-                                                                  "zeta-plugin"]
+    # pplug's declared control gets its column (not run: every cell "–"), then the plugin
+    assert header_cells(text) == ["task / metric", *PAPER_NINE, "prompt-tuning", "zeta-plugin"]
+    rows = table_lines(text)[2:]
     assert rows[0].startswith("| lamp2 acc ↑ |") and rows[1].startswith("| lamp2 F1 ↑ |")
     assert rows[2].startswith("| lamp3 MAE ↓ |") and rows[3].startswith("| lamp3 RMSE ↓ |")
-    lamp3 = [c.strip() for c in rows[2].strip("|").split("|")]
-    assert lamp3[2] == tables.MISSING and lamp3[4] == tables.MISSING  # bm25 and the plugin never ran lamp3
+    assert {row_cells(r)[10] for r in rows} == {MISSING}
+    lamp3 = row_cells(rows[2])
+    assert lamp3[2] == MISSING and lamp3[5] == MISSING and lamp3[11] == MISSING  # bm25, ropg-rl, the plugin
     assert "0.000" not in rows[2]
-    assert "tiny-causal" in text and "synthetic" in text  # the header says what the table is
+    for fact in ("tiny-causal", "data: synthetic", "profile: small", "decoding: free", "metrics: official",
+                 "questions: 10 per task", "encoder: tiny-encoder"):
+        assert fact in text  # the header says what the table is
 
 
 def test_bold_best_respects_direction(tmp_path):
     standard_runs(tmp_path)
     rows = table_lines(tables.render_table(tmp_path, which="1", fmt="md", resamples=0))[2:]
-    acc = [c.strip() for c in rows[0].strip("|").split("|")]
-    assert acc[3] == "**0.900**" and "**" not in acc[1] + acc[2] + acc[4]
-    mae = [c.strip() for c in rows[2].strip("|").split("|")]
-    assert mae[3] == "**0.200**" and mae[1] == "2.000"  # lower MAE wins the bold
+    acc = row_cells(rows[0])
+    assert acc[9] == "**0.900**" and "**" not in "".join(acc[1:9] + acc[10:])
+    mae = row_cells(rows[2])
+    assert mae[9] == "**0.200**" and mae[1] == "2.000"  # lower MAE wins the bold
 
 
 def test_values_match_metrics_json_in_csv(tmp_path):
     standard_runs(tmp_path)
-    rows = list(csv.DictReader(io.StringIO(tables.render_table(tmp_path, which="1", fmt="csv", resamples=200))))
+    rows = read_csv(tables.render_table(tmp_path, which="1", fmt="csv", resamples=200))
     for row in rows:
-        metrics = json.loads((Path(row["runs"]) / "metrics.json").read_text())["metrics"]
+        metrics = json.loads((Path(row["runs"]) / "metrics.json").read_text())["official"]
         assert float(row["value"]) == pytest.approx(metrics[row["metric"]])
         assert float(row["ci_low"]) <= float(row["value"]) <= float(row["ci_high"])
-    assert {r["source"] for r in rows} == {"ours"}
+    assert {r["source"] for r in rows} == {"ours"} and {r["metric_set"] for r in rows} == {"official"}
 
 
+# -- settings are never mixed ------------------------------------------------------------------------
 def test_mixed_data_sources_are_split_into_labelled_tables(tmp_path):
     make_run(tmp_path, "lamp2", "adhoc", ["comedy"] * 3 + ["x"] * 7, GOLD2, kind="synthetic")
     make_run(tmp_path, "lamp2", "adhoc", ["comedy"] * 6 + ["x"] * 4, GOLD2, kind="lamp")
@@ -117,9 +206,52 @@ def test_mixed_data_sources_are_split_into_labelled_tables(tmp_path):
     assert "3 separate tables" in text
     assert text.count("| task / metric |") == 3
     assert "data: synthetic" in text and "data: lamp" in text and "LLM: other-llm" in text
-    # csv keeps them apart as well
-    rows = list(csv.DictReader(io.StringIO(tables.render_table(tmp_path, which="1", fmt="csv", resamples=0))))
+    rows = read_csv(tables.render_table(tmp_path, which="1", fmt="csv", resamples=0))
     assert len({r["setting"] for r in rows}) == 3
+
+
+@pytest.mark.parametrize("field,values", [("profile", ("small", "paper")), ("decoding", ("free", "constrained"))])
+def test_profiles_and_decoding_modes_get_separate_tables(tmp_path, field, values):
+    for value in values:
+        make_run(tmp_path, "lamp2", "adhoc", ["comedy"] * 3 + ["x"] * 7, GOLD2, **{field: value})
+        make_run(tmp_path, "lamp2", "pplug", ["comedy"] * 8 + ["x"] * 2, GOLD2, **{field: value})
+    text = tables.render_table(tmp_path, which="1", resamples=50)
+    assert "2 separate tables" in text and text.count("| task / metric |") == 2
+    assert all(f"{field}: {v}" in text for v in values)
+    rows = read_csv(tables.render_table(tmp_path, which="1", fmt="csv", resamples=50))
+    by_setting: dict[str, set[str]] = {}
+    for row in rows:
+        by_setting.setdefault(row["setting"], set()).add(row[field])
+    assert sorted(len(v) for v in by_setting.values()) == [1, 1]  # one value per table
+
+
+def test_official_and_parsed_are_never_mixed(tmp_path):
+    raw = ["Comedy."] * 6 + ["x"] * 4  # official LaMP: "Comedy." is not the label "comedy"
+    parsed = ["comedy"] * 6 + ["x"] * 4
+    make_run(tmp_path, "lamp2", "adhoc", ["x"] * 10, GOLD2)
+    make_run(tmp_path, "lamp2", "pplug", raw, GOLD2, parsed=parsed)
+    official_text = tables.render_table(tmp_path, which="1", resamples=100)
+    parsed_text = tables.render_table(tmp_path, which="1", resamples=100, metric_set="parsed")
+    assert "metrics: official" in official_text and "metrics: parsed" not in official_text
+    assert "metrics: parsed" in parsed_text and "metrics: official" not in parsed_text
+    official_acc = row_cells(table_lines(official_text)[2])[9]
+    parsed_acc = row_cells(table_lines(parsed_text)[2])[9]
+    assert official_acc.lstrip("*").startswith("0.000") and parsed_acc.startswith("**0.600**")
+    # the CIs rescore the field each set scores: no rescoring mismatch either way
+    assert "rescoring the predictions gives" not in official_text + parsed_text
+    for metric_set, expected in (("official", 0.0), ("parsed", 0.6)):
+        rows = read_csv(tables.render_table(tmp_path, which="1", fmt="csv", resamples=50, metric_set=metric_set))
+        assert {r["metric_set"] for r in rows} == {metric_set}
+        pplug = next(r for r in rows if r["method"] == "pplug" and r["metric"] == "accuracy")
+        assert float(pplug["value"]) == pytest.approx(expected)
+    with pytest.raises(ValueError, match="unknown metric set"):
+        tables.render_table(tmp_path, metric_set="both")
+    out = tmp_path / "out"
+    tables.render_table(tmp_path, which="1", resamples=0, out=out)
+    tables.render_table(tmp_path, which="1", resamples=0, out=out, metric_set="parsed")
+    assert "metrics: official" in (out / "table-1.md").read_text()  # the parsed table did not overwrite it
+    assert "metrics: parsed" in (out / "table-1-parsed.md").read_text()
+    assert (out / "fig-table-1-parsed.png").exists()
 
 
 def test_same_setting_different_data_files_is_refused(tmp_path):
@@ -129,6 +261,143 @@ def test_same_setting_different_data_files_is_refused(tmp_path):
         tables.render_table(tmp_path, which="1", resamples=0)
 
 
+# -- damaged, old and superseded runs ----------------------------------------------------------------
+def test_damaged_runs_are_skipped_and_named(tmp_path):
+    standard_runs(tmp_path)
+    bad_config = make_run(tmp_path, "lamp2", "recency", ["comedy"] * 10, GOLD2)
+    (bad_config / "config.json").write_text("{not json")
+    empty = make_run(tmp_path, "lamp2", "contriever", ["comedy"] * 10, GOLD2)
+    (empty / "metrics.json").write_text("{}")
+    blank = make_run(tmp_path, "lamp2", "random", ["comedy"] * 10, GOLD2)
+    (blank / "metrics.json").write_text("")
+    torn = make_run(tmp_path, "lamp2", "oppu", ["comedy"] * 10, GOLD2)
+    lines = (torn / "predictions.jsonl").read_text().splitlines(keepends=True)
+    (torn / "predictions.jsonl").write_text("".join(lines[:-1]) + lines[-1][:15])
+    short = make_run(tmp_path, "lamp3", "bm25", ["3"] * 10, GOLD3)
+    (short / "predictions.jsonl").write_text("".join((short / "predictions.jsonl").read_text()
+                                                     .splitlines(keepends=True)[:7]))
+    text = tables.render_table(tmp_path, which="1", resamples=200)
+    assert "Skipped 5 run folders" in text
+    for path, reason in ((bad_config, "config.json is not valid JSON"), (empty, "no scores"),
+                         (blank, "metrics.json is empty"), (torn, "predictions.jsonl: line 10"),
+                         (short, "7 records")):
+        line = next(line for line in text.splitlines() if str(path) in line)
+        assert reason in line
+    assert "oppu" not in header_cells(text)  # nothing of a skipped run reaches a table
+    messages: list[str] = []
+    rows = read_csv(tables.render_table(tmp_path, which="1", fmt="csv", resamples=0, notify=messages.append))
+    assert len(messages) == 5 and all(r["method"] != "oppu" for r in rows)
+
+
+def test_old_format_runs_are_skipped_with_a_message_naming_the_folder(tmp_path):
+    make_run(tmp_path, "lamp2", "adhoc", ["x"] * 10, GOLD2)
+    old = make_run(tmp_path, "lamp2", "bm25", ["comedy"] * 10, GOLD2,
+                   metrics={"metrics": official("lamp2", ["comedy"] * 10, GOLD2)})
+    text = tables.render_table(tmp_path, which="1", resamples=0)
+    line = next(line for line in text.splitlines() if str(old) in line)
+    assert "old format" in line
+    assert row_cells(table_lines(text)[2])[2] == MISSING  # bm25's old number is not shown
+    only_old = tmp_path / "only-old"
+    make_run(only_old, "lamp2", "bm25", ["comedy"] * 10, GOLD2, metrics={"metrics": {"accuracy": 1.0, "f1": 1.0}})
+    with pytest.raises(ValueError, match="old format") as err:
+        tables.render_table(only_old)
+    assert str(only_old / "lamp2" / "bm25") in str(err.value)
+
+
+def test_runs_of_an_older_method_or_task_version_are_superseded(tmp_path):
+    make_run(tmp_path, "lamp2", "adhoc", ["x"] * 10, GOLD2)
+    old = make_run(tmp_path, "lamp2", "pplug", ["comedy"] * 10, GOLD2, method_version=1)
+    make_run(tmp_path, "lamp2", "pplug", ["comedy"] * 5 + ["x"] * 5, GOLD2, method_version=2)
+    text = tables.render_table(tmp_path, which="1", resamples=0)
+    assert "superseded" in next(line for line in text.splitlines() if str(old) in line)
+    assert row_cells(table_lines(text)[2])[9] == "**0.500**"
+
+
+# -- unregistered tasks and methods ------------------------------------------------------------------
+def test_unregistered_task_and_method_do_not_crash_at_default_resamples(tmp_path):
+    make_run(tmp_path, "lamp2", "adhoc", ["x"] * 10, GOLD2)
+    make_run(tmp_path, "lamp2", "ghost-method", ["comedy"] * 10, GOLD2)
+    make_run(tmp_path, "plugin-task", "adhoc", ["a"] * 10, ["a"] * 10,
+             metrics={"official": {"plugin-score": 0.5}, "parsed": {"plugin-score": 0.5}})
+    text = tables.render_table(tmp_path, which="1")  # the default 1,000 resamples
+    assert "method 'ghost-method' is not registered here" in text
+    assert "plugin-task: no CIs or paired tests (the task is not registered here" in text
+    assert "metric 'plugin-score' declares no direction" in text
+    assert header_cells(text)[-1] == "ghost-method"  # a generic column, after the declared ones
+    assert any(line.startswith("| plugin-task plugin-score ↑ |") and "0.500" in line for line in table_lines(text))
+    ghost = next(line for line in table_lines(text) if line.startswith("| lamp2 acc"))
+    assert "[" in ghost  # the registered task still gets its CIs
+
+
+# -- declared roles ------------------------------------------------------------------------------------
+def test_a_plugin_named_pplug_x_gets_no_pplug_treatment(tmp_path):
+    golds = ["comedy"] * 40
+    make_run(tmp_path, "lamp2", "adhoc", ["x"] * 40, golds)
+    make_run(tmp_path, "lamp2", "bm25", ["comedy"] * 5 + ["x"] * 35, golds)
+    make_run(tmp_path, "lamp2", "pplug", ["comedy"] * 39 + ["x"], golds)
+    make_run(tmp_path, "lamp2", "pplug-x", ["comedy"] * 39 + ["x"], golds)
+    make_run(tmp_path, "lamp2", "my-pplug-variant", ["comedy"] * 30 + ["x"] * 10, golds)
+    rows = read_csv(tables.render_table(tmp_path, which="1", fmt="csv", resamples=300))
+    by_method = {r["method"]: r for r in rows if r["metric"] == "accuracy"}
+    assert by_method["pplug"]["best_baseline"] == "bm25" and float(by_method["pplug"]["p_vs_best_baseline"]) < 0.05
+    assert by_method["pplug-x"]["best_baseline"] == "" and by_method["pplug-x"]["p_vs_best_baseline"] == ""
+    assert by_method["pplug-x"]["p_vs_adhoc"] != ""  # it still gets what every method gets
+    text = tables.render_table(tmp_path, which="1", resamples=300)
+    acc = dict(zip(header_cells(text), row_cells(table_lines(text)[2])))
+    assert "§" in acc["pplug"] and "§" not in acc["pplug-x"] and "†" in acc["pplug-x"]
+    assert "my-pplug-variant" not in acc  # a declared variant sits in the ablation, not Table 1
+    ablation = header_cells(tables.render_table(tmp_path, which="ablation", resamples=0))
+    assert ablation == ["task / metric", "pplug", "my-pplug-variant"]
+
+
+def test_control_paired_test_is_present_and_the_control_sits_beside_its_method(tmp_path):
+    golds = ["comedy"] * 40
+    make_run(tmp_path, "lamp2", "adhoc", ["x"] * 40, golds)
+    make_run(tmp_path, "lamp2", "prompt-tuning", ["comedy"] * 10 + ["x"] * 30, golds)
+    make_run(tmp_path, "lamp2", "pplug", ["comedy"] * 38 + ["x"] * 2, golds)
+    make_run(tmp_path, "lamp2", "oppu", ["comedy"] * 12 + ["x"] * 28, golds)
+    make_run(tmp_path, "lamp2", "task-lora", ["comedy"] * 12 + ["x"] * 28, golds)
+    text = tables.render_table(tmp_path, which="1", resamples=300)
+    head = header_cells(text)
+    assert head.index("prompt-tuning") == head.index("pplug") + 1 and head.index("task-lora") == head.index("oppu") + 1
+    acc = dict(zip(head, row_cells(table_lines(text)[2])))
+    assert "‡" in acc["pplug"] and "‡" not in acc["oppu"]  # oppu equals its control: no marker
+    assert "prompt-tuning: +0.700" in text  # the p-value block names the control
+    rows = {r["method"]: r for r in read_csv(tables.render_table(tmp_path, which="1", fmt="csv", resamples=300))
+            if r["metric"] == "accuracy"}
+    assert rows["pplug"]["control"] == "prompt-tuning" and float(rows["pplug"]["p_vs_control"]) < 0.05
+    assert float(rows["pplug"]["advantage_vs_control"]) == pytest.approx(0.7)
+    assert rows["oppu"]["control"] == "task-lora" and float(rows["oppu"]["p_vs_control"]) == 1.0
+    assert rows["adhoc"]["control"] == "" and rows["adhoc"]["p_vs_control"] == ""
+
+
+# -- budgets -------------------------------------------------------------------------------------------
+def test_an_under_budget_cell_is_not_shown_as_the_methods_result(tmp_path):
+    golds = ["comedy"] * 40
+    make_run(tmp_path, "lamp2", "adhoc", ["x"] * 40, golds)
+    make_run(tmp_path, "lamp2", "prompt-tuning", ["x"] * 40, golds,
+             fit={"optimizer_steps": 400, "budget_steps": 400, "trained_to_budget": True})
+    make_run(tmp_path, "lamp2", "pplug", ["comedy"] * 36 + ["x"] * 4, golds,
+             fit={"optimizer_steps": 12, "budget_steps": 400, "trained_to_budget": False})
+    text = tables.render_table(tmp_path, which="1", resamples=200)
+    acc = dict(zip(header_cells(text), row_cells(table_lines(text)[2])))
+    assert acc["pplug"] == "~~0.900~~ (under budget)"  # struck, never bold, no markers, no CI
+    assert "**" not in acc["pplug"] and "12 of 400 optimizer steps" in text
+    assert "pplug" not in "".join(line for line in text.split("_Paired tests")[1].splitlines()[1:])
+    rows = {r["method"]: r for r in read_csv(tables.render_table(tmp_path, which="1", fmt="csv", resamples=200))
+            if r["metric"] == "accuracy"}
+    assert rows["pplug"]["value"] == "" and float(rows["pplug"]["under_budget_value"]) == pytest.approx(0.9)
+    assert rows["pplug"]["trained_to_budget"] == "false" and rows["pplug"]["p_vs_adhoc"] == ""
+    assert rows["prompt-tuning"]["trained_to_budget"] == "true" and rows["adhoc"]["trained_to_budget"] == ""
+    # fit.json in artifacts counts as well when metrics.json carries no fit
+    other = tmp_path / "artifacts-fit"
+    run = make_run(other, "lamp2", "pplug", ["comedy"] * 40, golds)
+    (run / "artifacts").mkdir()
+    (run / "artifacts" / "fit.json").write_text(json.dumps({"trained_to_budget": False}))
+    assert "(under budget)" in tables.render_table(other, which="1", resamples=0)
+
+
+# -- statistics ----------------------------------------------------------------------------------------
 def test_ci_on_known_data_matches_a_direct_bootstrap():
     golds = ["a"] * 20
     preds = ["a"] * 15 + ["b"] * 5  # accuracy 0.75
@@ -152,7 +421,7 @@ def test_ci_on_known_data_matches_a_direct_bootstrap():
 def test_tables_resampling_equals_rescoring_each_resample(task, preds, golds):
     """The fast per-example path gives exactly the official score of every resample (macro-F1 and RMSE too)."""
     indices = stats.draw_indices(len(golds), 50, seed=1)
-    fast = stats.bootstrap_values(tables._evaluator(task), [preds], golds, indices)
+    fast = stats.bootstrap_values(significance.evaluator(task), [preds], golds, indices)
     slow = stats.bootstrap_values(stats.from_scorer(lambda p, g: official(task, p, g)), [preds], golds, indices)
     assert set(fast) == set(TASKS.get(task).metrics)
     for metric in fast:
@@ -166,24 +435,24 @@ def test_paired_test_sign_and_significance(tmp_path):
     make_run(tmp_path, "lamp2", "random", ["x"] * 40, golds)  # identical to adhoc: no difference
     make_run(tmp_path, "lamp3", "adhoc", ["5"] * 40, ["3"] * 40)
     make_run(tmp_path, "lamp3", "bm25", ["3"] * 36 + ["5"] * 4, ["3"] * 40)
-    grid = tables.build_grids(tables.load_runs(tmp_path), "1", resamples=500)[0]
+    grid = tables.build_grids(tables.load_runs(tmp_path).runs, "1", resamples=500)[0]
     cols = {c.method: c for c in grid.columns}
     bm25, rand = grid.cells[("lamp2", cols["bm25"])], grid.cells[("lamp2", cols["random"])]
-    assert bm25.p_adhoc["accuracy"].p < 0.05 and bm25.p_adhoc["accuracy"].advantage == pytest.approx(0.95)
-    assert rand.p_adhoc["accuracy"].p == 1.0
-    lamp3 = grid.cells[("lamp3", cols["bm25"])].p_adhoc["mae"]
+    assert bm25.tests["adhoc"]["accuracy"].test.p < 0.05
+    assert bm25.tests["adhoc"]["accuracy"].test.advantage == pytest.approx(0.95)
+    assert rand.tests["adhoc"]["accuracy"].test.p == 1.0
+    lamp3 = grid.cells[("lamp3", cols["bm25"])].tests["adhoc"]["mae"].test
     assert lamp3.p < 0.05 and lamp3.advantage == pytest.approx(1.8)  # 0.2 MAE vs 2.0: an advantage
-    text = tables.render_markdown(grid)
-    lamp2 = next(line for line in text.splitlines() if line.startswith("| lamp2"))
+    lamp2 = next(line for line in table_lines(render.render_markdown(grid)) if line.startswith("| lamp2 acc"))
     assert "0.950**†" in lamp2 and "0.000†" not in lamp2
     # a significantly *worse* method gets no marker (markers flag improvements)
     worse = tmp_path / "worse"
     make_run(worse, "lamp2", "adhoc", ["comedy"] * 40, golds)
     make_run(worse, "lamp2", "bm25", ["x"] * 40, golds)
-    grid = tables.build_grids(tables.load_runs(worse), "1", resamples=500)[0]
-    test = grid.cells[("lamp2", grid.columns[1])].p_adhoc["accuracy"]
+    grid = tables.build_grids(tables.load_runs(worse).runs, "1", resamples=500)[0]
+    test = grid.cells[("lamp2", grid.columns[1])].tests["adhoc"]["accuracy"].test
     assert test.p < 0.05 and test.advantage < 0
-    assert "†" not in tables.render_markdown(grid).split("| lamp2")[1]
+    assert "†" not in render.render_markdown(grid).split("| lamp2")[1].split("\n")[0]
     # orientation: a lower error is an advantage, a lower accuracy is not
     a = np.array([0.1, 0.2, 0.15])
     b = np.array([0.5, 0.6, 0.55])
@@ -196,10 +465,11 @@ def test_pplug_is_tested_against_the_best_baseline(tmp_path):
     make_run(tmp_path, "lamp2", "adhoc", ["x"] * 40, golds)
     make_run(tmp_path, "lamp2", "bm25", ["comedy"] * 20 + ["x"] * 20, golds)
     make_run(tmp_path, "lamp2", "pplug", ["comedy"] * 21 + ["x"] * 19, golds)
-    grid = tables.build_grids(tables.load_runs(tmp_path), "1", resamples=500)[0]
+    grid = tables.build_grids(tables.load_runs(tmp_path).runs, "1", resamples=500)[0]
     pplug = grid.cells[("lamp2", next(c for c in grid.columns if c.method == "pplug"))]
-    assert pplug.p_adhoc["accuracy"].p < 0.05  # far better than adhoc
-    assert pplug.p_best_baseline["accuracy"].p > 0.05  # one example better than bm25: not significant
+    assert pplug.tests["adhoc"]["accuracy"].test.p < 0.05  # far better than adhoc
+    best = pplug.tests["best_baseline"]["accuracy"]
+    assert best.against == "bm25" and best.test.p > 0.05  # one example better than bm25: not significant
 
 
 def test_several_seeds_show_mean_and_std(tmp_path):
@@ -215,24 +485,29 @@ def test_golds_fall_back_to_the_data_source_and_otherwise_no_ci(tmp_path):
     assert "gold outputs unavailable" in text and "[" not in table_lines(text)[2]
 
 
-def test_ablation_table2_table3_pick_their_columns(tmp_path):
+# -- the other tables ------------------------------------------------------------------------------------
+def test_ablation_table2_table3_pick_their_columns_from_declared_roles(tmp_path):
     make_run(tmp_path, "lamp2", "adhoc", ["x"] * 10, GOLD2)
     make_run(tmp_path, "lamp2", "pplug", ["comedy"] * 10, GOLD2)
     make_run(tmp_path, "lamp2", "pplug-mean", ["comedy"] * 5 + ["x"] * 5, GOLD2)
     make_run(tmp_path, "lamp2", "pplug", ["comedy"] * 7 + ["x"] * 3, GOLD2, llm="other-llm")
     make_run(tmp_path, "lamp2", "pplug+rag", ["comedy"] * 8 + ["x"] * 2, GOLD2, params={"k": 1, "retriever": "bm25"})
     make_run(tmp_path, "lamp2", "pplug+rag", ["comedy"] * 9 + ["x"], GOLD2, params={"k": 4, "retriever": "bm25"})
+    make_run(tmp_path, "lamp2", "bm25", ["comedy"] * 6 + ["x"] * 4, GOLD2)
+
     def header(which: str) -> str:  # every table's header row (two LLMs: two settings, except in Table 2)
         return "\n".join(line for line in table_lines(tables.render_table(tmp_path, which=which, resamples=0))
                          if line.startswith("| task / metric"))
 
     assert "pplug-mean" in header("ablation") and "adhoc" not in header("ablation")
+    assert "pplug+rag" not in header("ablation")  # a variant of another family is no ablation
     assert "pplug-mean" not in header("1") and "pplug+rag" not in header("1")
     t3 = header("3")
     assert "pplug+rag (k=1)" in t3 and "pplug+rag (k=4)" in t3 and t3.index("k=1") < t3.index("k=4")
+    assert "bm25" in t3 and "adhoc" not in t3
     t2 = tables.render_table(tmp_path, which="2", resamples=0)
     assert "other-llm + tiny-encoder: pplug" in t2 and "tiny-causal + tiny-encoder: adhoc" in t2
-    assert "separate tables" not in t2  # LLM x encoder are the columns of Table 2, not separate settings
+    assert "bm25" not in header("2") and "separate tables" not in t2
 
 
 def test_paper_block_is_separate_and_labelled(tmp_path):
@@ -241,9 +516,12 @@ def test_paper_block_is_separate_and_labelled(tmp_path):
     ours, paper = text.split("PAPER (published figures, not computed here)")
     assert "0.565" not in ours and "| lamp2 acc ↑ | 0.326 |" in paper and "**0.565**" in paper
     assert "**0.231**" in paper  # MAE: the lowest is bold
-    rows = list(csv.DictReader(io.StringIO(tables.render_table(tmp_path, which="1", fmt="csv", paper=True,
-                                                               resamples=0))))
+    assert "| task / metric | ad-hoc | BM25 | Recency | Contriever | ROPG-RL | ROPG-KD | RSPG-Pre | RSPG-Post | PPlug |" \
+        in paper
+    rows = read_csv(tables.render_table(tmp_path, which="1", fmt="csv", paper=True, resamples=0))
     assert {r["source"] for r in rows} == {"ours", "paper"}
+    paper_rows = [r for r in rows if r["source"] == "paper"]
+    assert len(paper_rows) == 11 * 9 and {r["method"] for r in paper_rows} == set(PAPER_NINE)
 
 
 def test_cost_table_latex_and_figures(tmp_path):
@@ -261,7 +539,7 @@ def test_cost_table_latex_and_figures(tmp_path):
 
 
 def test_errors_are_clear(tmp_path):
-    with pytest.raises(ValueError, match="no finished runs"):
+    with pytest.raises(ValueError, match="no usable finished runs"):
         tables.render_table(tmp_path)
     standard_runs(tmp_path)
     with pytest.raises(ValueError, match="unknown table"):
@@ -276,5 +554,10 @@ def test_a_column_with_its_own_encoder_is_labelled_not_split(tmp_path):
     make_run(tmp_path, "lamp2", "contriever", ["comedy"] * 5 + ["x"] * 5, GOLD2, encoder="contriever")
     text = tables.render_table(tmp_path, which="1", resamples=0)
     assert "separate tables" not in text
-    assert "| adhoc | contriever [contriever] | pplug |" in text
+    assert "| adhoc | bm25 | recency | contriever [contriever] |" in text
     assert "encoder: tiny-encoder (columns marked [contriever] use that one)" in text
+
+
+def test_reading_tables_imports_no_torch():
+    code = "import sys, harness.tables; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])

@@ -24,6 +24,8 @@ class Params:
 class ProfileVote(Method):
     Params = Params
     description = "Example plugin: the user's most frequent profile label (no LLM)."
+    family = "baseline"  # where the tables place it; declared, never guessed from the name
+    version = 1  # bump when predictions would change: the version is part of the run hash
 
     def predict(self, batch: Sequence[Example]) -> list[str]:
         field = self.ctx.task.item_output_field
