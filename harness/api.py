@@ -131,7 +131,10 @@ class TaskSpec:
     item_output_field: str | None  # which item field plays the "output" role (tag, score..)
     item_template: str | None  # item -> task-style input; None means ``input_template``
     labels: tuple[str, ...] = ()  # closed label set: required for classification/regression
-    max_new_tokens: int = 32
+    max_new_tokens: int = 32  # the paper's cap on generated and training-target tokens
+    # The ``small`` profile's cap (a CPU reduction: the 135M backbone rarely stops by itself
+    # and every extra token costs a decoder step); None: ``max_new_tokens``.
+    small_max_new_tokens: int | None = None
     parse_output: Callable[[str], str] = _identity  # raw generation -> prediction text
     prompt_style: str | None = None  # a prompt style of tasks.prompts (official RAG renderer)
     # (task, data, split, *, seed) -> Split; data is "synthetic", a directory or a hub id.
@@ -328,7 +331,12 @@ class RunContext:
 
     @property
     def max_new_tokens(self) -> int:
-        return self.generation.max_new_tokens or self.task.max_new_tokens
+        """The run's explicit cap, else the profile's: the task's, or its small-profile cap."""
+        if self.generation.max_new_tokens:
+            return self.generation.max_new_tokens
+        if self.profile == "small" and self.task.small_max_new_tokens:
+            return self.task.small_max_new_tokens
+        return self.task.max_new_tokens
 
     def generate(self, prompts: Sequence[str], prefix: Any = None, max_input_tokens: int | None = None) -> list[str]:
         """Answer prompts with the run's shared settings; the one path every prediction takes.

@@ -162,7 +162,7 @@ class Backbone:
             eos_token_id=self.eos_id,
         )
         if num_beams > 1:
-            kwargs["early_stopping"] = True
+            kwargs["early_stopping"] = False  # HF's default, which the reference code keeps
         generated = self.model.generate(**kwargs)
         # With inputs_embeds, decoder-only models return only the new tokens.
         return self.tokenizer.batch_decode(generated, skip_special_tokens=True)

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,9 +20,14 @@ import numpy as np
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
+from tqdm.auto import tqdm
 
 from harness.encoders import TextEncoder
 from harness.models import cache_root
+from harness.store import atomic_output
+
+#: Texts encoded (and persisted as one shard) at a time when many are missing.
+PERSIST_EVERY = 2048
 
 
 def text_key(text: str) -> str:
@@ -66,12 +69,10 @@ class EmbeddingCache:
     def _persist(self, keys: list[str], vectors: np.ndarray) -> None:
         if self.directory is None or not keys:
             return
-        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".shard-", suffix=".tmp")
-        os.close(fd)
-        save_file({"vectors": torch.from_numpy(np.ascontiguousarray(vectors))}, tmp,
-                  metadata={"keys": json.dumps(keys), "encoder": self.encoder.name})
         digest = hashlib.sha256("".join(keys).encode()).hexdigest()[:16]
-        os.replace(tmp, self.directory / f"shard-{digest}.safetensors")
+        with atomic_output(self.directory / f"shard-{digest}.safetensors") as tmp:
+            save_file({"vectors": torch.from_numpy(np.ascontiguousarray(vectors))}, str(tmp),
+                      metadata={"keys": json.dumps(keys), "encoder": self.encoder.name})
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -90,14 +91,23 @@ class EmbeddingCache:
                 missing[key] = text
         if missing:
             new_keys = list(missing)
-            vectors = self.encoder.encode([missing[k] for k in new_keys], batch_size=self.batch_size,
-                                          normalize=False)
-            self.calls += -(-len(new_keys) // self.batch_size)
-            self.encoded += len(new_keys)
-            for key, vec in zip(new_keys, vectors):
-                self._index[key] = len(self._rows)
-                self._rows.append(vec)
-            self._persist(new_keys, vectors)
+            # Chunks of PERSIST_EVERY texts, each persisted once encoded: a long encoding
+            # shows progress and an interrupted one keeps what it finished.
+            chunks = range(0, len(new_keys), PERSIST_EVERY)
+            bar = tqdm(total=len(new_keys), desc=f"encode {self.encoder.name}", unit="text",
+                       disable=len(new_keys) <= PERSIST_EVERY)
+            for start in chunks:
+                chunk = new_keys[start : start + PERSIST_EVERY]
+                vectors = self.encoder.encode([missing[k] for k in chunk], batch_size=self.batch_size,
+                                              normalize=False)
+                self.calls += -(-len(chunk) // self.batch_size)
+                self.encoded += len(chunk)
+                for key, vec in zip(chunk, vectors):
+                    self._index[key] = len(self._rows)
+                    self._rows.append(vec)
+                self._persist(chunk, vectors)
+                bar.update(len(chunk))
+            bar.close()
         out = np.stack([self._rows[self._index[k]] for k in keys]) if keys else np.zeros((0, self.encoder.dim),
                                                                                            np.float32)
         if normalize:

@@ -71,10 +71,12 @@ class RetrievalContext:
     encoder: str = "minilm-l6"
     device: str = "cpu"
     seed: int = 0
+    llm: str | None = None  # trained retrievers (ROPG) pick the weights trained on this LLM's feedback
+    profile: str | None = None  # ... and under this settings profile
 
     @classmethod
     def of_run(cls, ctx: RunContext) -> RetrievalContext:
-        return cls(encoder=ctx.encoder_name, device=ctx.device, seed=ctx.seed)
+        return cls(encoder=ctx.encoder_name, device=ctx.device, seed=ctx.seed, llm=ctx.llm_name, profile=ctx.profile)
 
 
 class Retriever(ABC):
@@ -114,7 +116,8 @@ class Retriever(ABC):
         return {}
 
 
-RETRIEVERS: Registry[type[Retriever]] = Registry("retriever", "persona_bench.retrievers")
+RETRIEVERS: Registry[type[Retriever]] = Registry("retriever", "persona_bench.retrievers", base=Retriever,
+                                                 builtin_modules=("harness.trained_retriever",))
 
 
 def get_retriever(name: str, context: RetrievalContext | None = None, **options: Any) -> Retriever:

@@ -355,7 +355,9 @@ def _finish(task: TaskSpec, method: Method, examples: Sequence[Example], rundir:
         "n_examples": len(examples),
         "n_users": len({e.user_key for e in examples}),
         "data_source": _source_dict(split),
-        "fit": dict(fit_info),
+        # fit_summary() again: methods that train per user while predicting (OPPU's stage
+        # 2) know their full budget only now.
+        "fit": {**fit_info, **(method.fit_summary() if method.uses_train else {})},
         "cost": {
             **fit_info,
             "predict_seconds": seconds,

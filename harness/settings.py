@@ -21,6 +21,11 @@ from harness.api import PROFILES
 
 DECODINGS: tuple[str, ...] = ("free", "constrained")
 
+#: Version of the shared engine's result-changing behaviour (decoding, prompt assembly,
+#: scoring). Methods and tasks carry their own versions; this one covers what they all
+#: share, so a change there also orphans every stale cell. It enters every run hash.
+ENGINE_VERSION = 1
+
 
 @dataclass(frozen=True)
 class GenerationSettings:
@@ -49,7 +54,9 @@ class GenerationSettings:
 #: Per-profile generation defaults. ``paper``: the reference code's 4 beams; ``small``:
 #: greedy decoding with larger prediction batches, the CPU reduction.
 GENERATION_PROFILES: Mapping[str, Mapping[str, Any]] = {
-    "paper": {"num_beams": 4, "batch_size": 16},
+    # 2048: the longest input any reference feeds its LLM (OPPU's cutoff); each method
+    # caps its own inputs below it (PPlug, RAG and adhoc at LaMP's 256).
+    "paper": {"num_beams": 4, "batch_size": 16, "max_input_tokens": 2048},
     "small": {"num_beams": 1, "batch_size": 32},
 }
 

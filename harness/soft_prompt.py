@@ -48,9 +48,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import random
-import tempfile
 from abc import abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -64,6 +62,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from harness.api import Example, Method, RunContext
+from harness.store import atomic_output
 
 SoftScale = Literal["reference", "normalized"]
 SOFT_SCALES: tuple[str, ...] = ("reference", "normalized")
@@ -628,13 +627,12 @@ class SoftPromptMethod(Method):
         assert self.module is not None and self.record is not None
         art = self.ctx.artifacts_dir
         art.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=art, prefix=f".{self.artifact}-", suffix=".tmp")
-        os.close(fd)
-        save_file(self.module.trainable_state(), tmp, metadata={"format": "pt", "method": type(self).__name__})
         write_json(self.config_path, {**self.config(), "fit": self.fit_info, "record": self.record.to_json()})
         write_json(art / "loss.json", self.record.to_json())
         plot_loss(self.record, art / "loss.png", title=f"{self.ctx.task.name} / {type(self).__name__}")
-        os.replace(tmp, self.weights_path)  # last: the weights file marks a finished fit
+        with atomic_output(self.weights_path) as tmp:  # last: the weights file marks a finished fit
+            save_file(self.module.trainable_state(), str(tmp),
+                      metadata={"format": "pt", "method": type(self).__name__})
 
     def load(self) -> None:
         module = self.build()

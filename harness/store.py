@@ -37,7 +37,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from harness.settings import GenerationSettings
+from harness.settings import ENGINE_VERSION, GenerationSettings
 
 TRACKED_PACKAGES = (
     "persona-bench", "torch", "transformers", "peft", "sentence-transformers", "rank-bm25",
@@ -80,6 +80,7 @@ class RunConfig:
     method_version: int = 1
     task_version: int = 1
     train_checksum: str | None = None  # None for methods that do not train
+    engine_version: int = ENGINE_VERSION
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(dataclasses.asdict(self), sort_keys=True, default=str))

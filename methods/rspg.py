@@ -26,9 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import random
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,10 +41,21 @@ from tqdm.auto import tqdm
 from harness.api import Example, Method, RunContext
 from harness.augment import input_budget
 from harness.encoders import TextEncoder
-from harness.feedback import NO_RETRIEVAL, PoolPrompts, pool_prompts, retriever_utilization
+from harness.feedback import (
+    NO_RETRIEVAL,
+    PoolPrompts,
+    pool_prompts,
+    retriever_utilization,
+)
 from harness.retrieval import RetrievalContext, Retriever, get_retriever
+from harness.store import atomic_output, atomic_write_json
 from harness.trained_retriever import (
-    OBJECTIVES, ensure_trained, retriever_for, settings_for, trainable_encoder, wrap,
+    OBJECTIVES,
+    ensure_trained,
+    retriever_for,
+    settings_for,
+    trainable_encoder,
+    wrap,
 )
 
 WEIGHTS_FILE = "rspg.safetensors"
@@ -262,13 +271,12 @@ class RSPG(Method):
         assert self.selector is not None
         art = self.ctx.artifacts_dir
         art.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=art, prefix=".rspg-", suffix=".tmp")
-        os.close(fd)
-        save_file(self.selector.trainable_state(), tmp, metadata={"format": "pt", "method": f"rspg-{self.mode}"})
         config = {"mode": self.mode, "params": dataclasses.asdict(self.params), "summary": self.summary,
                   "loss": losses}
-        (art / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, self.weights_path)  # last: the weights file marks a finished fit
+        atomic_write_json(art / CONFIG_FILE, config)
+        with atomic_output(self.weights_path) as tmp:  # last: the weights file marks a finished fit
+            save_file(self.selector.trainable_state(), str(tmp),
+                      metadata={"format": "pt", "method": f"rspg-{self.mode}"})
 
     def load(self) -> None:
         selector = Selector(self.selector_base(), self.params.max_selector_tokens)

@@ -8,7 +8,9 @@ Generation caps (``max_new_tokens``, also the cap on training targets) are the P
 reference's ``max_new_len`` (``code/run_all_t5.sh``): 128 new tokens, 10 for LaMP-3.
 ``history_text`` and ``persona_query`` are what the reference embeds per task
 (``embedding.py`` / ``aggr_id.py: process``, ``code/PersonalDataset_profile.py:
-process_qry``). Version 2: these caps (were 4 to 64) and the PPlug fields.
+process_qry``). Version 2: these caps (were 4 to 64) and the PPlug fields. The ``small``
+profile keeps the earlier caps (``small_max_new_tokens``, 4 to 64), a documented CPU
+reduction (docs/fidelity.md).
 """
 
 from __future__ import annotations
@@ -159,7 +161,7 @@ LAMP_TASKS: tuple[TaskSpec, ...] = (
         query=citation_query, corpus_text=fields("title", "abstract"),
         item_output_field="title",
         item_template="Generate a title for the following abstract of a paper: {abstract}",
-        labels=("[1]", "[2]"), max_new_tokens=128, parse_output=parse_citation, prompt_style="lamp1",
+        labels=("[1]", "[2]"), max_new_tokens=128, small_max_new_tokens=8, parse_output=parse_citation, prompt_style="lamp1",
         history_text=fields("title", "abstract"), persona_query=author_title, version=2,
         load_split=load_lamp_split,
     ),
@@ -173,7 +175,7 @@ LAMP_TASKS: tuple[TaskSpec, ...] = (
         ),
         query=after("description:"), corpus_text=fields("description"),
         item_output_field="tag", item_template=None,
-        labels=LAMP2_TAGS, max_new_tokens=128, parse_output=parse_label(LAMP2_TAGS), prompt_style="lamp2",
+        labels=LAMP2_TAGS, max_new_tokens=128, small_max_new_tokens=8, parse_output=parse_label(LAMP2_TAGS), prompt_style="lamp2",
         history_text=fields("description"), version=2,
         load_split=load_lamp_split,
     ),
@@ -186,7 +188,7 @@ LAMP_TASKS: tuple[TaskSpec, ...] = (
         ),
         query=after("review:"), corpus_text=fields("text"),
         item_output_field="score", item_template=None,
-        labels=("1", "2", "3", "4", "5"), max_new_tokens=10, parse_output=parse_rating, prompt_style="lamp3",
+        labels=("1", "2", "3", "4", "5"), max_new_tokens=10, small_max_new_tokens=4, parse_output=parse_rating, prompt_style="lamp3",
         history_text=fields("text"), version=2,
         load_split=load_lamp_split,
     ),
@@ -196,7 +198,7 @@ LAMP_TASKS: tuple[TaskSpec, ...] = (
         input_template="Generate a headline for the following article: {text}",
         query=after("article:"), corpus_text=fields("title", "text"),
         item_output_field="title", item_template=None,
-        max_new_tokens=128, parse_output=parse_generation, prompt_style="lamp4",
+        max_new_tokens=128, small_max_new_tokens=32, parse_output=parse_generation, prompt_style="lamp4",
         history_text=fields("text", "title"), version=2,
         load_split=load_lamp_split,
     ),
@@ -206,7 +208,7 @@ LAMP_TASKS: tuple[TaskSpec, ...] = (
         input_template="Generate a title for the following abstract of a paper: {abstract}",
         query=after("paper:"), corpus_text=fields("title", "abstract"),
         item_output_field="title", item_template=None,
-        max_new_tokens=128, parse_output=parse_generation, prompt_style="lamp5",
+        max_new_tokens=128, small_max_new_tokens=32, parse_output=parse_generation, prompt_style="lamp5",
         history_text=fields("title", "abstract"), version=2,
         load_split=load_lamp_split,
     ),
@@ -216,7 +218,7 @@ LAMP_TASKS: tuple[TaskSpec, ...] = (
         input_template="Generate a subject for the following email: {text}",
         query=after(":"), corpus_text=fields("text"),
         item_output_field="title", item_template=None,
-        max_new_tokens=128, parse_output=parse_generation, prompt_style="lamp6",
+        max_new_tokens=128, small_max_new_tokens=32, parse_output=parse_generation, prompt_style="lamp6",
         history_text=fields("text"), version=2,
         load_split=load_lamp_split,
         extra={"synthetic": False, "note": "Avocado is licensed (LDC2015T03); bring your own files"},
@@ -227,7 +229,7 @@ LAMP_TASKS: tuple[TaskSpec, ...] = (
         input_template="Paraphrase the following tweet without any explanation before or after it: {text}",
         query=after(":"), corpus_text=fields("text"),
         item_output_field="text", item_template=None,
-        max_new_tokens=128, parse_output=parse_generation, prompt_style="lamp7",
+        max_new_tokens=128, small_max_new_tokens=64, parse_output=parse_generation, prompt_style="lamp7",
         history_text=fields("text"), version=2,
         load_split=load_lamp_split,
     ),
