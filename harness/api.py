@@ -136,7 +136,7 @@ class TaskSpec:
     # and every extra token costs a decoder step); None: ``max_new_tokens``.
     small_max_new_tokens: int | None = None
     parse_output: Callable[[str], str] = _identity  # raw generation -> prediction text
-    prompt_style: str | None = None  # a prompt style of tasks.prompts (official RAG renderer)
+    prompt_style: str | None = None  # a name in harness.registries.PROMPT_STYLES (official RAG prompt)
     # (task, data, split, *, seed) -> Split; data is "synthetic", a directory or a hub id.
     load_split: Callable[..., Split] | None = None
     source: str = "LaMP (Salemi et al. 2023)"

@@ -3,7 +3,7 @@
 Every method that puts retrieved profile items into the LLM's prompt (the RAG baselines,
 OPPU with ``k > 0``, PPlug+RAG, ROPG/RSPG) goes through :func:`augmented_prompts`, so
 they share one retrieval call per batch, one prompt renderer
-(:func:`tasks.prompts.render_prompt`) and one budget rule:
+(:func:`harness.prompting.render_prompt`) and one budget rule:
 
     **The budget rule.** A method has one input budget ``B`` (its own ``max_input_tokens``,
     never more than the run's, see :func:`input_budget`). The prompt is rendered for
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from harness.api import Example, TaskSpec
-from tasks.prompts import render_prompt
+from harness.prompting import render_prompt
 
 if TYPE_CHECKING:
     from harness.api import RunContext

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
@@ -13,8 +13,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from harness.api import PROFILES
-from harness.registries import METHODS, MODELS, TASKS
-from harness.registry import RegistryError
+from harness.registries import METHODS, MODELS, PROMPT_STYLES, TASKS
+from harness.registry import Registry, RegistryError
 
 app = typer.Typer(help="persona-bench: which way of personalizing an LLM works, at what cost.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -42,18 +42,33 @@ def _params(items: list[str]) -> dict[str, str]:
     return out
 
 
+LISTS = ("methods", "tasks", "models", "retrievers", "prompt-styles")
+
+
+def _description(obj: Any) -> str:
+    """An entry's own ``description``, else the first line of its docstring."""
+    text = getattr(obj, "description", None)
+    if isinstance(text, str) and text:
+        return text
+    return (obj.__doc__ or "").strip().split("\n")[0]
+
+
 @app.command("list")
-def list_(what: Annotated[str, typer.Argument(help="methods, tasks or models")] = "methods") -> None:
-    """List registered methods, tasks or model presets (plugins included)."""
-    registries = {"methods": METHODS, "tasks": TASKS, "models": MODELS}
-    if what not in registries:
-        _fail(f"unknown list {what!r}; choose one of {', '.join(registries)}")
-    registry = registries[what]
+def list_(what: Annotated[str, typer.Argument(help=", ".join(LISTS))] = "methods") -> None:
+    """List registered methods, tasks, model presets, retrievers or prompt styles (plugins included)."""
+    if what not in LISTS:
+        _fail(f"unknown list {what!r}; choose one of {', '.join(LISTS)}")
+    if what == "retrievers":
+        from harness.retrieval import RETRIEVERS  # numpy: imported only when listed
+
+        registry: Registry[Any] = RETRIEVERS
+    else:
+        registry = {"methods": METHODS, "tasks": TASKS, "models": MODELS, "prompt-styles": PROMPT_STYLES}[what]
     table = Table(title=what)
     table.add_column("name")
     table.add_column("description")
     for name, obj in registry.items():
-        table.add_row(name, getattr(obj, "description", "") or (obj.__doc__ or "").strip().split("\n")[0])
+        table.add_row(escape(name), escape(_description(obj)))
     console.print(table)
     for bad in registry.plugin_errors:
         err.print(f"[yellow]plugin {bad.name!r} ({bad.entry_point}) unusable:[/] {bad.error}", highlight=False)
@@ -79,7 +94,8 @@ def run(
     beams: Annotated[Optional[int], typer.Option(help="Beam width (default: the profile's; paper 4, small 1).")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Examples per prediction batch (default: the profile's).")] = None,
     max_new_tokens: Annotated[Optional[int], typer.Option(help="Override the task's generation length.")] = None,
-    max_input_tokens: Annotated[Optional[int], typer.Option(help="Prompt token budget (default 512).")] = None,
+    max_input_tokens: Annotated[Optional[int], typer.Option(help=(
+        "Ceiling on every method's prompt token budget (default: the profile's; paper 2048, small 512)."))] = None,
     shard: Annotated[Optional[str], typer.Option(help=(
         "i/n: predict only shard i of n (multi-process). Under torchrun / accelerate launch it defaults "
         "to RANK/WORLD_SIZE from the launcher."))] = None,

@@ -51,6 +51,7 @@ from tqdm.auto import tqdm
 from harness.api import Example, TaskSpec
 from harness.augment import augmented_prompts, input_budget, item_id
 from harness.models import cache_root
+from harness.prompting import render_prompt
 
 if TYPE_CHECKING:
     from harness.api import RunContext
@@ -319,8 +320,6 @@ def _score_batch(ctx: RunContext, scorer: str, batch: Sequence[Query]) -> list[d
 def item_queries(task: TaskSpec, tokenizer: Any, examples: Sequence[Example], candidates: Sequence[Sequence[int]],
                  max_input_tokens: int) -> list[list[Query]]:
     """Per example, one query per candidate item: LaMP's prompt with that item alone."""
-    from tasks.prompts import render_prompt
-
     out = []
     for e, cand in zip(examples, candidates):
         if e.output is None:

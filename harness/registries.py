@@ -4,7 +4,9 @@ Every registry refuses an entry of the wrong kind, whether a built-in registers 
 plugin's entry point names it (see :mod:`harness.registry`). Base types are named as
 ``"module:Qualname"`` strings so that importing this module imports nothing heavy; the
 metric and retriever registries live beside their types (:data:`harness.metrics.METRICS`,
-:data:`harness.retrieval.RETRIEVERS`).
+:data:`harness.retrieval.RETRIEVERS`). Built-ins that live outside the engine (the
+``methods`` and ``tasks`` packages, LaMP's prompt styles) are named as modules to import
+on first lookup, so nothing here imports them.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import inspect
 from collections.abc import Mapping
 from typing import Any
 
-from harness.registry import Registry, RegistryTypeError
+from harness.registry import Registry
 
 
 def _check_method(name: str, cls: Any) -> None:
@@ -71,37 +73,25 @@ MODELS: Registry[Any] = Registry("model", None, builtin_modules=("harness.models
 
 
 # -- prompt styles ---------------------------------------------------------------------------
-def _prompt_styles() -> dict[str, Any]:
-    from tasks.prompts import PROMPT_STYLES
-
-    return PROMPT_STYLES
+#: RAG prompt styles (instances of :class:`harness.prompting.PromptStyle`) a
+#: ``TaskSpec.prompt_style`` may name. The engine holds no styles of its own: LaMP's are
+#: task data, registered by :mod:`tasks.prompts` on import (the built-in module named
+#: here, so any lookup registers them first); a task plugin registers its own with
+#: :func:`register_prompt_style` before building its ``TaskSpec``.
+PROMPT_STYLES: Registry[Any] = Registry("prompt style", None, builtin_modules=("tasks.prompts",),
+                                        base="harness.prompting:PromptStyle", instances=True)
 
 
 def prompt_style_names() -> list[str]:
     """The prompt styles a ``TaskSpec.prompt_style`` may name (built-in and registered)."""
-    return sorted(_prompt_styles())
-
-
-def _definition(style: Any) -> tuple[Any, ...]:
-    """A style's fields, callables by where they are defined: a plugin module imported
-    twice registers the same definition again, with new function objects."""
-    return tuple((f"{v.__module__}.{v.__qualname__}" if callable(v) else v)
-                 for v in (getattr(style, f.name) for f in dataclasses.fields(style)))
+    return PROMPT_STYLES.names()
 
 
 def register_prompt_style(name: str, style: Any) -> Any:
-    """Add a task plugin's own official-style RAG prompt (a ``tasks.prompts.PromptStyle``).
+    """Add a task plugin's own official-style RAG prompt (a ``harness.prompting.PromptStyle``).
 
     Call it before building the ``TaskSpec`` that names it. The same style registered
-    twice is a no-op; a different style under a taken name is refused.
+    twice (equal definitions, e.g. a plugin module imported again) is a no-op; a
+    different style under a taken name is refused, as is anything but a ``PromptStyle``.
     """
-    from tasks.prompts import PromptStyle
-
-    styles = _prompt_styles()
-    if not isinstance(style, PromptStyle):
-        raise RegistryTypeError(f"prompt style {name!r} cannot be registered: expected an instance of "
-                                f"tasks.prompts.PromptStyle, got {type(style).__name__}")
-    if name in styles and _definition(styles[name]) != _definition(style):
-        raise ValueError(f"prompt style {name!r} is already registered")
-    styles[name] = style
-    return style
+    return PROMPT_STYLES.register(name, style)

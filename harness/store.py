@@ -41,7 +41,7 @@ from harness.settings import ENGINE_VERSION, GenerationSettings
 
 TRACKED_PACKAGES = (
     "persona-bench", "torch", "transformers", "peft", "sentence-transformers", "rank-bm25",
-    "faiss-cpu", "datasets", "rouge-score", "numpy",
+    "datasets", "rouge-score", "numpy", "pandas",
 )
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"

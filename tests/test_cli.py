@@ -26,6 +26,17 @@ def test_list_tasks_and_models():
     assert models.exit_code == 0 and "smollm2-135m" in models.output
 
 
+def test_list_retrievers_and_prompt_styles():
+    retrievers = runner.invoke(app, ["list", "retrievers"])
+    assert retrievers.exit_code == 0, retrievers.output
+    assert all(name in retrievers.output for name in ("bm25", "recency", "contriever", "ropg-kd"))
+    styles = runner.invoke(app, ["list", "prompt-styles"])
+    assert styles.exit_code == 0, styles.output
+    assert all(f"lamp{i}" in styles.output for i in range(1, 8)) and "is the score for" in styles.output
+    unknown = runner.invoke(app, ["list", "retriever"])
+    assert unknown.exit_code == 2 and "prompt-styles" in unknown.output
+
+
 def test_unknown_method_suggests(tmp_path):
     result = runner.invoke(app, ["run", "--method", "adhok", "--task", "lamp2", "--out", str(tmp_path)])
     assert result.exit_code == 2 and "Did you mean 'adhoc'" in result.output

@@ -11,8 +11,7 @@ from typer.testing import CliRunner
 
 from harness.cli import app
 from harness.metrics import METRICS
-from harness.registries import METHODS, TASKS
-from tasks.prompts import PROMPT_STYLES
+from harness.registries import METHODS, PROMPT_STYLES, TASKS
 from tests.conftest import write_dist
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -38,7 +37,7 @@ def installed_example(tmp_path, monkeypatch):
     METHODS.reset_plugins()
     TASKS.reset_plugins()
     METRICS.unregister("partial-credit")  # registered by the task plugin's import, as is its prompt style
-    PROMPT_STYLES.pop("coffee", None)
+    PROMPT_STYLES.unregister("coffee")
     for module in ("persona_bench_profile_vote", "persona_bench_coffee_task"):
         sys.modules.pop(module, None)
 
@@ -63,7 +62,7 @@ def test_example_plugin_is_listed_and_runs_through_bench_run(installed_example, 
 def test_example_task_plugin_loads_with_its_metric_and_prompt_style(installed_example):
     from harness.metrics import higher_is_better
     from harness.models import tiny_tokenizer
-    from tasks.prompts import render_prompt
+    from harness.prompting import render_prompt
 
     assert "coffee-order" in TASKS.names()
     assert "persona_bench_coffee_task" not in sys.modules  # discovery is lazy

@@ -11,8 +11,10 @@ from __future__ import annotations
 import pytest
 
 from harness.models import tiny_tokenizer
-from harness.registries import TASKS
-from tasks.prompts import PROMPT_STYLES, n_tokens, render_prompt
+from harness.prompting import PromptStyle, n_tokens, render_prompt
+from harness.registries import PROMPT_STYLES, TASKS, register_prompt_style
+from harness.registry import RegistryTypeError
+from tasks.prompts import LAMP_PROMPT_STYLES
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +82,8 @@ EXPECTED_K1 = {
 
 
 def test_every_lamp_task_has_an_official_style():
-    assert set(PROMPT_STYLES) == {f"lamp{i}" for i in range(1, 8)}
+    assert set(LAMP_PROMPT_STYLES) == {f"lamp{i}" for i in range(1, 8)}
+    assert all(PROMPT_STYLES.get(name) is style for name, style in LAMP_PROMPT_STYLES.items())
     for i in range(1, 8):
         assert TASKS.get(f"lamp{i}").prompt_style == f"lamp{i}"
 
@@ -161,6 +164,42 @@ def test_task_without_style_is_rejected(tok):
         render_prompt(task, "x", ITEMS["lamp2"], tok)
 
 
+def _suffix(suffix: str):
+    return lambda items, text: f"{items}{suffix}{text}"
+
+
+def test_prompt_style_registry_takes_equal_definitions_and_refuses_others():
+    """A plugin imported twice registers new function objects for the same style: that is
+    the same entry; another style, or anything but a PromptStyle, under a name is refused."""
+    style = PromptStyle("text", '"{text}" ', overhead='"" ', assemble=_suffix(". "))
+    try:
+        assert register_prompt_style("test-style", style) is style
+        again = PromptStyle("text", '"{text}" ', overhead='"" ', assemble=_suffix(". "))
+        assert again.assemble is not style.assemble and again == style
+        register_prompt_style("test-style", again)  # no error
+        with pytest.raises(ValueError, match="already registered"):
+            register_prompt_style("test-style", PromptStyle("text", '"{text}" ', overhead='"" ',
+                                                            assemble=_suffix(" then ")))
+        with pytest.raises(RegistryTypeError, match="harness.prompting.PromptStyle"):
+            register_prompt_style("not-a-style", {"text_field": "text"})
+    finally:
+        PROMPT_STYLES.unregister("test-style")
+    assert "test-style" not in PROMPT_STYLES and "not-a-style" not in PROMPT_STYLES
+
+
+def test_a_style_lookup_registers_lamps_styles_first():
+    """The engine imports no task module; its first prompt-style lookup imports LaMP's."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from harness.registries import PROMPT_STYLES\n"
+            "assert not any(m == 'tasks' or m.startswith('tasks.') for m in sys.modules)\n"
+            "print(','.join(PROMPT_STYLES.names()))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == ",".join(f"lamp{i}" for i in range(1, 8))
+
+
 @pytest.mark.integration
 def test_smollm2_tokenizer_adds_no_special_tokens_and_keeps_case():
     """The decoder-only backbone's BPE counts no [CLS]/[SEP]: same rules, other numbers."""
@@ -178,7 +217,7 @@ def test_smollm2_tokenizer_adds_no_special_tokens_and_keeps_case():
     assert render_prompt(TASKS.get("lamp7"), inp, items, tok, max_length=40) == expected
 
 
-# -- the shared retrieve-and-render path (harness.augment) -----------------------------------
+# -- the shared retrieve-and-render path (harness.augment) ---------------------------------
 class _FixedRetriever:
     """Returns the profile items in a fixed order of positions (a stand-in for any retriever)."""
 

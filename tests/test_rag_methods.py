@@ -9,10 +9,10 @@ import pytest
 
 from harness.api import Example, RunContext, parse_params
 from harness.backbones import GenerationSettings
+from harness.prompting import render_prompt
 from harness.registries import METHODS, TASKS
 from harness.runner import RunRequest, run
 from methods.rag import RAG, BM25Params, DenseParams
-from tasks.prompts import render_prompt
 
 GEN = GenerationSettings(num_beams=1, max_new_tokens=4, batch_size=4)
 LAMP2 = TASKS.get("lamp2")

@@ -205,3 +205,34 @@ def test_builtin_registries_refuse_wrong_kinds_and_names():
     with pytest.raises(RegistryTypeError, match=r"expected an instance of harness\.models\.ModelPreset"):
         MODELS.register("nothing", "tiny-causal")
     assert not {"int", "bad-profile", "self-variant"} & set(METHODS.names())
+
+
+def _outward_imports(path, module_level_only: bool) -> list[str]:
+    """``tasks``/``methods`` imports in ``path`` (only those at module level, if asked)."""
+    import ast
+
+    tree = ast.parse(path.read_text(), filename=str(path))
+    nested = {id(n) for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
+              for n in ast.walk(f)}
+    found = []
+    for node in ast.walk(tree):
+        if module_level_only and id(node) in nested:
+            continue
+        names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                 else [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
+        found += [f"{path.name}:{node.lineno} {n}" for n in names if n.split(".")[0] in ("tasks", "methods")]
+    return found
+
+
+def test_engine_depends_on_no_task_or_method_module():
+    """Dependencies point inward: nothing under harness/ imports tasks/ or methods/ (built-ins
+    are imported by name through the registries); only the CLI's data commands import
+    task modules, lazily, inside the command."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "harness"
+    bad = [hit for path in sorted(root.rglob("*.py"))
+           for hit in _outward_imports(path, module_level_only=path.name == "cli.py")]
+    assert bad == []
+    cli_lazy = _outward_imports(root / "cli.py", module_level_only=False)
+    assert cli_lazy and all(" tasks" in hit for hit in cli_lazy)  # the data commands' lazy imports, no methods

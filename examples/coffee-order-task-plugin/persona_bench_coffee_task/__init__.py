@@ -23,9 +23,9 @@ from pathlib import Path
 
 from harness.api import DataSource, Example, Split, TaskSpec
 from harness.metrics import Metric, register_metric
+from harness.prompting import PromptStyle
 from harness.registries import register_prompt_style
 from tasks.lamp import after, fields, parse_label
-from tasks.prompts import PromptStyle
 
 DRINKS: tuple[str, ...] = (
     "espresso", "americano", "latte", "cappuccino", "flat white", "mocha", "iced tea", "hot chocolate",
