@@ -155,6 +155,28 @@ def score(
 
 
 @app.command()
+def curves(
+    runs: Annotated[Path, typer.Option(help="Results root to read runs from.")] = Path("runs"),
+    out: Annotated[Path, typer.Option(help="Folder for curves-<task>.png and curves.md.")] = Path("curves"),
+    metrics: Annotated[str, typer.Option("--metrics", help="official or parsed scores beside the curves.")] = "official",
+) -> None:
+    """Training curves (train and held-out loss) of every trained cell, with how far each trained."""
+    from harness.report.curves import curves_markdown, load_curves, plot_curves
+
+    found, notes = load_curves(runs)
+    for note in notes:
+        err.print(note, highlight=False, markup=False)
+    if not found:
+        _fail(f"no trained run with artifacts/loss.json under {runs}")
+    out.mkdir(parents=True, exist_ok=True)
+    text = curves_markdown(found, metrics)
+    (out / "curves.md").write_text(text + "\n")
+    for path in plot_curves(found, out):
+        console.print(f"wrote {path}")
+    console.print(text, highlight=False, markup=False, soft_wrap=True)
+
+
+@app.command()
 def table(
     runs: Annotated[Path, typer.Option(help="Results root to read runs from.")] = Path("runs"),
     fmt: Annotated[str, typer.Option("--format", help="md, latex or csv.")] = "md",

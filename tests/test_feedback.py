@@ -7,7 +7,6 @@ helpers here are shared with the ROPG and RSPG tests.
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 
 import pytest
@@ -17,26 +16,12 @@ from harness import feedback as fb
 from harness.api import Example, RunContext
 from harness.backbones import GenerationSettings
 from harness.registries import TASKS
-
-TAGS = ("comedy", "romance", "action", "classic")
+from tests.examples import tagged_examples
 
 
 def lamp2_examples(n_users: int = 3, per_user: int = 2, history: int = 5, seed: int = 0, prefix: str = "t",
                    gold: str | None = None) -> list[Example]:
-    """LaMP-2-shaped questions; each user's history mostly carries their favourite tag."""
-    rng = random.Random(seed)
-    out = []
-    for u in range(n_users):
-        fav = TAGS[u % len(TAGS)]
-        profile = tuple(
-            {"id": f"{prefix}{u}-{j}", "description": f"film {rng.randint(0, 99)} about {rng.choice(['love', 'war'])}",
-             "tag": fav if j % 3 else rng.choice(TAGS), "date": f"2010-01-{j + 1:02d}"}
-            for j in range(history)
-        )
-        for q in range(per_user):
-            out.append(Example(id=f"{prefix}{u}-{q}", input=f"description: movie {rng.randint(0, 999)} plot",
-                               profile=profile, output=gold or fav, user_id=f"{prefix}{u}"))
-    return out
+    return tagged_examples(n_users, per_user, history, seed, prefix=prefix, topics=("love", "war"), gold=gold)
 
 
 def tiny_context(tmp_path: Path, task: str = "lamp2", profile: str = "small", **kw) -> RunContext:

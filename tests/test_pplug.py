@@ -21,28 +21,24 @@ from harness.models import MODELS, tiny_tokenizer
 from harness.registries import METHODS, TASKS
 from harness.soft_prompt import history_dropout
 from methods.pplug import (
-    WEIGHTS_FILE, PPlug, PPlugMean, PPlugNoInst, PPlugParams, PPlugRAG, PPlugRAGParams, aggregate, item_text, pad_rows,
+    WEIGHTS_FILE,
+    PPlug,
+    PPlugMean,
+    PPlugNoInst,
+    PPlugParams,
+    PPlugRAG,
+    PPlugRAGParams,
+    aggregate,
+    item_text,
+    pad_rows,
 )
+from tests.examples import tagged_examples
 
-TAGS = ("comedy", "romance", "action", "classic")
 FAST = PPlugParams(batch_size=4, micro_batch=2, max_steps=2)
 
 
 def make_examples(n_users: int = 4, per_user: int = 4, history: int = 6, seed: int = 0) -> list[Example]:
-    """Users whose history is mostly tagged with their favourite tag, which is the gold."""
-    rng = random.Random(seed)
-    out = []
-    for u in range(n_users):
-        fav = TAGS[u % len(TAGS)]
-        profile = tuple(
-            {"id": f"{u}-{j}", "description": f"film {rng.randint(0, 99)} about {rng.choice(['love', 'war', 'time'])}",
-             "tag": fav if j % 3 else rng.choice(TAGS), "date": f"2010-01-{j + 1:02d}"}
-            for j in range(history)
-        )
-        for q in range(per_user):
-            out.append(Example(id=f"{u}-{q}", input=f"description: movie {rng.randint(0, 999)} plot",
-                               profile=profile, output=fav, user_id=str(u)))
-    return out
+    return tagged_examples(n_users, per_user, history, seed)
 
 
 def context(tmp_path: Path, llm: str = "tiny-causal", backbone: Backbone | None = None,
