@@ -15,16 +15,18 @@ test: setup
 bench: setup
 	.venv/bin/python -m benchmarks
 
-# The committed small-scale results: every small sweep (finished cells are reused), then
-# the tables and figures. CPU-only, about an hour and a half from scratch on 2 cores.
+# The committed small-scale results: the classification sweep and the convergence study
+# (finished cells are reused), then the tables, figures and training curves. CPU-only,
+# about two hours from scratch on 2 cores.
 SMALL := results/synthetic-small
 results-small: setup
-	for s in table1 ablation table2 table3 longer-training; do .venv/bin/bench sweep sweeps/$$s-small.toml; done
+	for s in classification convergence; do .venv/bin/bench sweep sweeps/$$s-small.toml; done
 	for f in md csv latex; do .venv/bin/bench table --runs $(SMALL)/runs --table 1 --format $$f --out $(SMALL); done
-	for t in ablation 2 3 cost; do .venv/bin/bench table --runs $(SMALL)/runs --table $$t --out $(SMALL); done
+	.venv/bin/bench table --runs $(SMALL)/runs --table cost --out $(SMALL)
+	.venv/bin/bench curves --runs $(SMALL)/runs --out results/convergence
 
 # The real-data grid (needs ../shared/realdata or $$PERSONA_BENCH_REALDATA); run folders
 # hold the datasets' text and stay in runs/real, only the tables go to results/real.
 results-real: setup
-	.venv/bin/bench sweep sweeps/real-small.toml
+	.venv/bin/bench sweep sweeps/real-classification-small.toml
 	for t in 1 cost; do .venv/bin/bench table --runs runs/real --table $$t --out results/real; done

@@ -72,6 +72,10 @@ class DataSource:
         return self.kind == "synthetic"
 
 
+#: The split names of a LaMP task, in order; the one definition every module uses.
+SPLITS: tuple[str, ...] = ("train", "dev", "test")
+
+
 @dataclass(frozen=True)
 class Split:
     """A loaded split: its examples in file order, and where they came from."""

@@ -29,7 +29,13 @@ import torch
 from tqdm.auto import tqdm
 
 from harness.backbones import Backbone
-from harness.lora import BatchedLoRA, LoRAWeights, SlotAdamW, clip_grad_norm_per_slot, linear_warmup_decay
+from harness.lora import (
+    BatchedLoRA,
+    LoRAWeights,
+    SlotAdamW,
+    clip_grad_norm_per_slot,
+    linear_warmup_decay,
+)
 
 Pair = tuple[str, str]  # (prompt, target)
 Steps = list[list[Pair]]  # one job's minibatches, in training order

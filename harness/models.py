@@ -165,7 +165,13 @@ def _build_tiny_encoder() -> tuple[Any, Any]:
 
 # -- hub ids and local paths ------------------------------------------------------------------
 def _build_pretrained(name_or_path: str, role: Role) -> tuple[Any, Any]:
-    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+    from transformers import (
+        AutoConfig,
+        AutoModel,
+        AutoModelForCausalLM,
+        AutoModelForSeq2SeqLM,
+        AutoTokenizer,
+    )
 
     try:
         config = AutoConfig.from_pretrained(name_or_path)

@@ -237,6 +237,15 @@ def run(request: RunRequest, on_batch: Callable[[int], None] | None = None) -> R
     return RunResult(rundir.path, metrics or {}, reused=False)
 
 
+def without_golds(batch: Sequence[Example]) -> list[Example]:
+    """The batch as a method may see it at prediction time: no gold outputs.
+
+    The runner keeps the golds for scoring; a method that peeked at ``output`` in
+    ``predict`` would score perfectly and silently, so it is handed ``None`` instead.
+    """
+    return [dataclasses.replace(e, output=None) for e in batch]
+
+
 def _predict(method: Method, task: TaskSpec, examples: Sequence[Example], rundir: RunDir, request: RunRequest,
              on_batch: Callable[[int], None] | None) -> None:
     """Predict every batch (of this shard) that has an example without a stored prediction."""
@@ -255,7 +264,7 @@ def _predict(method: Method, task: TaskSpec, examples: Sequence[Example], rundir
         ctx.last_prompts = None  # what this predict call records, and nothing older
         ctx.last_retrieved = None
         start = time.perf_counter()
-        raw = method.predict(batch)
+        raw = method.predict(without_golds(batch))
         if len(raw) != len(batch):
             raise RuntimeError(f"method {config.method} returned {len(raw)} predictions for {len(batch)} examples")
         per_example = (time.perf_counter() - start) / len(batch)

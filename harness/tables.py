@@ -24,7 +24,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from harness.report.grid import TABLES, Grid, build_grid, group_runs
-from harness.report.render import FORMATS, paper_block, render_latex, render_markdown, csv_rows, write_csv
+from harness.report.render import (
+    FORMATS,
+    csv_rows,
+    paper_block,
+    render_latex,
+    render_markdown,
+    write_csv,
+)
 from harness.report.roles import Roles
 from harness.report.runs import METRIC_SETS, LoadedRuns, Run, Skipped, load_runs
 from harness.report.significance import add_statistics

@@ -61,7 +61,13 @@ from tqdm.auto import tqdm
 from harness.api import Example, TaskSpec
 from harness.feedback import FeedbackCost, item_utilization
 from harness.models import cache_root
-from harness.retrieval import RETRIEVERS, Profile, RetrievalContext, Retriever, get_retriever
+from harness.retrieval import (
+    RETRIEVERS,
+    Profile,
+    RetrievalContext,
+    Retriever,
+    get_retriever,
+)
 
 if TYPE_CHECKING:
     from harness.api import RunContext

@@ -43,10 +43,10 @@ from pathlib import Path
 from string import Formatter
 from typing import Any, Literal
 
+from harness.api import SPLITS
 from harness.store import atomic_write_json
 
 CONVERTER_VERSION = 1
-SPLITS: tuple[str, ...] = ("train", "dev", "test")
 MAX_REPORTED_PROBLEMS = 20
 
 

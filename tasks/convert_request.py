@@ -18,7 +18,14 @@ from typing import Any
 
 from harness.api import TaskSpec
 from tasks import realdata as recipes
-from tasks.convert import Columns, ConversionReport, ConvertError, SplitOptions, convert_table, parse_mapping
+from tasks.convert import (
+    Columns,
+    ConversionReport,
+    ConvertError,
+    SplitOptions,
+    convert_table,
+    parse_mapping,
+)
 
 
 def convert_request(out: Path, *, tables: Sequence[Path] = (), recipe: str | None = None, realdata: str = "auto",

@@ -35,13 +35,12 @@ from urllib.request import Request, urlopen
 
 from tqdm import tqdm
 
-from harness.api import TaskSpec
+from harness.api import SPLITS, TaskSpec
 from harness.store import atomic_write_json
 
 OFFICIAL_BASE_URL = "https://ciir.cs.umass.edu/downloads/LaMP"
 DOWNLOAD_PAGE = "https://lamp-benchmark.github.io/download"
 DOWNLOADABLE: tuple[str, ...] = ("LaMP_1", "LaMP_2", "LaMP_3", "LaMP_4", "LaMP_5", "LaMP_7")
-SPLITS: tuple[str, ...] = ("train", "dev", "test")
 MANIFEST = "checksums.json"
 TIMEOUT_S = 60.0
 _CHUNK = 1 << 20

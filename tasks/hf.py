@@ -28,8 +28,17 @@ from typing import Any
 import datasets
 
 from harness.api import DataSource, Example, Split, TaskSpec
-from tasks.loader import (SPLITS, SYNTHETIC_MARKER, DataError, Problems, build_examples, field_text,
-                          find_split_files, load_split, read_synthetic_marker)
+from tasks.loader import (
+    SPLITS,
+    SYNTHETIC_MARKER,
+    DataError,
+    Problems,
+    build_examples,
+    field_text,
+    find_split_files,
+    load_split,
+    read_synthetic_marker,
+)
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("id", "input", "profile")
 

@@ -59,9 +59,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.api import DataSource, Example, Split, TaskSpec
+from harness.api import SPLITS, DataSource, Example, Split, TaskSpec
 
-SPLITS: tuple[str, ...] = ("train", "dev", "test")
 SPLIT_KINDS: tuple[str, ...] = ("time", "user")
 MAX_PROBLEMS = 50
 SYNTHETIC_MARKER = "synthetic.json"

@@ -36,7 +36,13 @@ from typing import Any
 from harness.api import DataSource, Split, TaskSpec
 from harness.models import cache_root
 from tasks.convert import (
-    CONVERTER_VERSION, Columns, ConversionReport, Row, SplitOptions, convert_rows, read_table,
+    CONVERTER_VERSION,
+    Columns,
+    ConversionReport,
+    Row,
+    SplitOptions,
+    convert_rows,
+    read_table,
     sha256_file,
 )
 from tasks.lamp import after, fields, parse_generation, parse_label, parse_rating

@@ -87,7 +87,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TypeVar
 
-from harness.api import TaskSpec
+from harness.api import SPLITS, TaskSpec
 from tasks import synthetic_words as vocab
 from tasks.lamp import LAMP2_TAGS
 
@@ -96,7 +96,6 @@ T = TypeVar("T")
 # "4": LaMP-like default sizes (issue 14.1) and the word lists moved to tasks.synthetic_words
 # (the text for a given seed is unchanged by the move; the version also seeds every user).
 GENERATOR_VERSION = "4"
-SPLITS: tuple[str, ...] = ("train", "dev", "test")
 #: Questions per split: enough train questions to learn from, enough dev questions for
 #: confidence intervals that can separate methods (issue 14: >= 2,000 and >= 300).
 DEFAULT_SIZES: Mapping[str, int] = MappingProxyType({"train": 2000, "dev": 300, "test": 20})

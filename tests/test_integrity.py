@@ -55,7 +55,9 @@ class Echo(Method):
     """Answers each question with its gold label in title case plus a full stop ("Comedy.").
 
     That is wrong for LaMP's official scorer and right after parsing, so the two metric
-    sets differ in a known way. Counts its fits and predicted examples.
+    sets differ in a known way. The runner never hands a method the golds, so the test
+    gives them to it (``answers``, id -> gold) from the data, an oracle from outside.
+    Counts its fits and predicted examples, and records what ``predict`` saw as outputs.
     """
 
     Params: ClassVar[type] = EchoParams
@@ -65,6 +67,8 @@ class Echo(Method):
     fits: ClassVar[int] = 0
     predicted: ClassVar[int] = 0
     fail_next_fit: ClassVar[bool] = False
+    answers: ClassVar[dict[str, str]] = {}
+    seen_outputs: ClassVar[list[str | None]] = []
 
     def fit(self, train: Sequence[Example]) -> None:
         if Echo.fail_next_fit:
@@ -87,7 +91,8 @@ class Echo(Method):
             self.ctx.record_retrieved([[str(e.profile[0]["id"])] for e in batch])
         elif self.params.audit == "misaligned":
             self.ctx.record_prompts(prompts[:-1])
-        return [(e.output or "").title() + "." for e in batch]
+        Echo.seen_outputs.extend(e.output for e in batch)
+        return [Echo.answers.get(e.id, "").title() + "." for e in batch]
 
 
 class Untrained(Echo):
@@ -102,6 +107,9 @@ def registered(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setitem(METHODS._items, name, cls)
     Echo.fits = Echo.predicted = 0
     Echo.fail_next_fit = False
+    spec = TASKS.get("lamp2")
+    Echo.answers = {e.id: e.output or "" for e in spec.load_split(spec, "synthetic", "dev", seed=0).examples}
+    Echo.seen_outputs = []
 
 
 def request(out: Path, **kw: Any) -> RunRequest:
@@ -202,6 +210,13 @@ def test_constrained_decoding_needs_labels(tmp_path):
 
 
 # -- official and parsed scores, per-example audit -----------------------------------------------------
+def test_predict_never_sees_the_golds(tmp_path):
+    result = run(request(tmp_path))
+    assert result.metrics["n_examples"] == 10 and len(Echo.seen_outputs) == 10
+    assert Echo.seen_outputs == [None] * 10  # the golds stay with the runner, for scoring only
+    assert all(r["gold"] for r in records(result.path))
+
+
 def test_official_scores_the_raw_output_and_parsed_the_parsed_one(tmp_path):
     result = run(request(tmp_path))
     assert result.metrics["official"]["accuracy"] == 0.0  # "Comedy." is not the label "comedy"

@@ -26,7 +26,12 @@ from harness import stats
 from harness.report import metric_info
 from harness.report.grid import Cell, Column, Comparison, Grid
 from harness.report.metric_info import higher_is_better, row_label
-from harness.report.paper import PAPER_METHODS, PAPER_SETTING, PAPER_TABLE1, paper_values
+from harness.report.paper import (
+    PAPER_METHODS,
+    PAPER_SETTING,
+    PAPER_TABLE1,
+    paper_values,
+)
 
 FORMATS = ("md", "latex", "csv")
 MISSING = "–"
