@@ -80,12 +80,14 @@ DEFAULT_EVALS = 10
 #: keep one budget (results/convergence/README.md measures them on this CPU): 600 train
 #: questions of which 64 are held out, 2 epochs (LaMP-3 too) at an effective batch of 16
 #: (68 optimizer steps), the held-out loss every 10 steps with early stopping after 4
-#: evaluations without improvement, lr 1e-3 (10x the paper's: at 1e-4 and this budget
-#: the soft tokens barely move), and no dropout copies (11x the training rows).
+#: evaluations without improvement, the paper's lr 1e-4 for the input encoder but 1e-2
+#: for the MLP heads and the instruction/task vectors (on synthetic LaMP-3 the held-out
+#: loss reached 0.83 in 76 steps, against 1.45 with 1e-3 for everything and still
+#: falling), and no dropout copies (11x the training rows).
 #: docs/fidelity.md lists each against the reference.
 SMALL_TRAINING: Mapping[str, Any] = {
     "max_train_examples": 600, "heldout_examples": 64, "epochs": 2, "eval_every": 10, "patience": 4,
-    "history_dropout_copies": 0, "batch_size": 16, "micro_batch": 8, "lr": 1e-3,
+    "history_dropout_copies": 0, "batch_size": 16, "micro_batch": 8, "lr": 1e-4, "head_lr": 1e-2,
 }
 
 
