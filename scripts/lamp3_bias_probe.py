@@ -1,0 +1,154 @@
+"""Does a method's LaMP-3 answer follow the user's planted rating bias? (synthetic data only)
+
+The synthetic LaMP-3 generator (tasks/synthetic.py, ``_Reviews``) scores a review as its
+text's sentiment (the star level whose opening sentence it uses) plus the rater's bias
+(-1 harsh, 0 neutral, +1 generous), clipped to 1..5. The bias is never written down, but
+each user's history reveals it: the mean of ``score - stars`` over their earlier reviews.
+This probe recovers it per dev question and reports, per bias group, each run's mean
+signed error (prediction - gold) and MAE. A method that personalizes has a mean signed
+error near 0 in every group; one that only learned the task answers the population's
+rating, and so errs by about -bias (too high for harsh raters, too low for generous ones).
+
+``--persona RUN_DIR`` (a trained PPlug run) adds two linear probes that say where the
+signal is lost: (1) can the frozen history encoder's embedding of one history item
+predict that item's ``score - stars`` (is the signal in what PPlug aggregates)? (2) can
+the trained persona token of a dev question predict its user's bias (did aggregation and
+projection keep it)? Both are ridge regressions scored by 5-fold cross-validated R^2.
+
+    python scripts/lamp3_bias_probe.py RUN_DIR [RUN_DIR ...] [--persona PPLUG_RUN] [--out FILE.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from harness.registries import TASKS
+from harness.store import read_predictions
+from tasks.synthetic_words import SENTIMENT
+
+OPENINGS = [(re.compile(re.escape(opening).replace(re.escape("{product}"), ".+?")), stars)
+            for stars, (openings, _, _) in SENTIMENT.items() for opening in openings]
+
+
+def stars_of(text: str) -> int | None:
+    """The star level whose opening sentence (with any product) the review text starts with."""
+    for pattern, stars in OPENINGS:
+        if pattern.match(text):
+            return stars
+    return None
+
+
+def user_bias(profile) -> int:
+    """The rater's bias, rounded: mean of score - stars over the history (clipping ignored)."""
+    diffs = [int(item["score"]) - s for item in profile if (s := stars_of(item["text"])) is not None]
+    if not diffs:
+        return 0
+    return max(-1, min(1, round(sum(diffs) / len(diffs))))
+
+
+def probe(runs: list[Path]) -> str:
+    task = TASKS.get("lamp3")
+    dev = {e.id: e for e in task.load_split(task, "synthetic", "dev", seed=0).examples}
+    bias = {qid: user_bias(e.profile) for qid, e in dev.items()}
+    groups = sorted(set(bias.values()))
+    lines = ["| run | " + " | ".join(f"bias {g:+d}: n, mean error, MAE" for g in groups) + " |",
+             "|---|" + "---|" * len(groups)]
+    for run in runs:
+        config = json.loads((run / "config.json").read_text())["config"]
+        label = config["method"] + "".join(f" {k}={v}" for k, v in sorted(config["params"].items())
+                                           if k in ("history_text", "soft_scale", "head_lr"))
+        errors: dict[int, list[float]] = defaultdict(list)
+        for record in read_predictions(run / "predictions.jsonl").records.values():
+            try:
+                pred = float(record["raw"].strip())
+            except ValueError:
+                continue
+            errors[bias[record["id"]]].append(pred - float(record["gold"]))
+        cells = []
+        for g in groups:
+            e = errors[g]
+            cells.append(f"{len(e)}, {sum(e) / len(e):+.2f}, {sum(abs(x) for x in e) / len(e):.2f}" if e else "–")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def ridge_r2(x: np.ndarray, y: np.ndarray, alpha: float = 1.0, folds: int = 5, seed: int = 0) -> float:
+    """5-fold cross-validated R^2 of a ridge regression (features standardised per fold)."""
+    order = np.random.default_rng(seed).permutation(len(y))
+    pred = np.zeros_like(y, dtype=np.float64)
+    for k in range(folds):
+        test = order[k::folds]
+        train = np.setdiff1d(order, test)
+        mu, sd = x[train].mean(0), x[train].std(0) + 1e-8
+        a = (x[train] - mu) / sd
+        w = np.linalg.solve(a.T @ a + alpha * len(train) * np.eye(a.shape[1]), a.T @ (y[train] - y[train].mean()))
+        pred[test] = ((x[test] - mu) / sd) @ w + y[train].mean()
+    return float(1 - ((y - pred) ** 2).sum() / ((y - y.mean()) ** 2).sum())
+
+
+def persona_probes(run: Path) -> str:
+    """The two linear probes of the module doc, for one trained PPlug run."""
+    import torch
+
+    from harness.api import RunContext
+    from harness.embedding_cache import shared_cache
+    from harness.params import parse_params
+    from harness.registries import METHODS
+    from harness.settings import GenerationSettings
+    from methods.pplug import item_text
+
+    config = json.loads((run / "config.json").read_text())["config"]
+    task = TASKS.get("lamp3")
+    cls = METHODS.get(config["method"])
+    ctx = RunContext(task=task, llm_name=config["llm"], encoder_name=config["encoder"], seed=config["seed"],
+                     artifacts_dir=run / "artifacts", generation=GenerationSettings(**config["generation"]),
+                     profile=config["profile"], decoding=config["decoding"], progress=False)
+    method = cls(ctx, parse_params(cls.Params, config["params"]))
+    method.load()
+    dev = task.load_split(task, "synthetic", "dev", seed=0).examples
+    items = {(item["text"], item["score"]) for e in dev for item in e.profile}
+    items = [(t, sc, st) for t, sc in sorted(items) if (st := stars_of(t)) is not None]
+    how = config["params"].get("history_text", "reference")
+    texts = [item_text(task, {"text": t, "score": sc}, how) for t, sc, _ in items]
+    vectors = shared_cache(ctx.encoder()).embed(texts, normalize=True)
+    item_r2 = ridge_r2(vectors, np.array([int(sc) - st for _, sc, st in items], dtype=np.float64))
+    index = {text: i for i, text in enumerate(texts)}
+    means = np.stack([np.mean([vectors[index[t]] for item in e.profile
+                               if (t := item_text(task, item, how)) in index] or [np.zeros(vectors.shape[1])], axis=0)
+                      for e in dev])
+    biases = np.array([user_bias(e.profile) for e in dev], dtype=np.float64)
+    mean_r2 = ridge_r2(means, biases)
+    tokens = []
+    with torch.no_grad():
+        for start in range(0, len(dev), 32):
+            tokens.append(method.soft_tokens(dev[start : start + 32])[:, -1].float().cpu().numpy())
+    persona = np.concatenate(tokens)
+    user_r2 = ridge_r2(persona, biases)
+    return (f"Linear probes ({config['method']}, history_text={config['params'].get('history_text')}): "
+            f"item embedding -> score - stars, R^2 = {item_r2:.2f} over {len(items)} distinct history items; "
+            f"the mean of a user's item embeddings -> user bias, R^2 = {mean_r2:.2f}; "
+            f"trained persona token -> user bias, R^2 = {user_r2:.2f} (over {len(dev)} dev questions).")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("runs", nargs="+", type=Path)
+    parser.add_argument("--persona", type=Path, help="a trained PPlug run: add the linear probes")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    text = probe(args.runs)
+    if args.persona:
+        text += "\n\n" + persona_probes(args.persona)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
