@@ -9,13 +9,15 @@ signed error (prediction - gold) and MAE. A method that personalizes has a mean 
 error near 0 in every group; one that only learned the task answers the population's
 rating, and so errs by about -bias (too high for harsh raters, too low for generous ones).
 
-``--persona RUN_DIR`` (a trained PPlug run) adds two linear probes that say where the
-signal is lost: (1) can the frozen history encoder's embedding of one history item
-predict that item's ``score - stars`` (is the signal in what PPlug aggregates)? (2) can
-the trained persona token of a dev question predict its user's bias (did aggregation and
-projection keep it)? Both are ridge regressions scored by 5-fold cross-validated R^2.
+Linear probes say where the signal is lost (ridge regressions, 5-fold cross-validated
+R^2): ``--history-text reference fields`` asks (1) whether the frozen history encoder's
+embedding of one item predicts that item's ``score - stars`` and (2) whether the mean of
+a user's item embeddings predicts the user's bias (is the signal in what PPlug
+aggregates?); ``--persona RUN_DIR ...`` asks (3) whether a trained PPlug run's persona
+token predicts its user's bias (did aggregation, projection and training keep it?).
 
-    python scripts/lamp3_bias_probe.py RUN_DIR [RUN_DIR ...] [--persona PPLUG_RUN] [--out FILE.md]
+    python scripts/lamp3_bias_probe.py RUN_DIR ... [--history-text reference fields]
+        [--persona PPLUG_RUN ...] [--out FILE.md]
 """
 
 from __future__ import annotations
@@ -92,16 +94,42 @@ def ridge_r2(x: np.ndarray, y: np.ndarray, alpha: float = 1.0, folds: int = 5, s
     return float(1 - ((y - pred) ** 2).sum() / ((y - y.mean()) ** 2).sum())
 
 
-def persona_probes(run: Path) -> str:
-    """The two linear probes of the module doc, for one trained PPlug run."""
+def input_probes(how: str, encoder_name: str = "minilm-l6") -> tuple[str, np.ndarray, np.ndarray]:
+    """Probes (1) and (2) for one ``history_text``: is the bias in what PPlug aggregates?
+
+    Returns the sentence, and per dev question its user's bias and the mean of that
+    user's normalised item embeddings (the input of a uniform aggregation).
+    """
+    from harness.embedding_cache import shared_cache
+    from harness.encoders import load_encoder
+    from methods.pplug import item_text
+
+    task = TASKS.get("lamp3")
+    dev = task.load_split(task, "synthetic", "dev", seed=0).examples
+    items = {(item["text"], item["score"]) for e in dev for item in e.profile}
+    items = [(t, sc, st) for t, sc in sorted(items) if (st := stars_of(t)) is not None]
+    texts = [item_text(task, {"text": t, "score": sc}, how) for t, sc, _ in items]
+    vectors = shared_cache(load_encoder(encoder_name)).embed(texts, normalize=True)
+    item_r2 = ridge_r2(vectors, np.array([int(sc) - st for _, sc, st in items], dtype=np.float64))
+    index = {text: i for i, text in enumerate(texts)}
+    means = np.stack([np.mean([vectors[index[t]] for item in e.profile
+                               if (t := item_text(task, item, how)) in index] or [np.zeros(vectors.shape[1])], axis=0)
+                      for e in dev])
+    biases = np.array([user_bias(e.profile) for e in dev], dtype=np.float64)
+    sentence = (f"history_text={how}: one item's embedding -> its score - stars, R^2 = {item_r2:.2f} "
+                f"({len(items)} distinct dev history items); the mean of a user's item embeddings -> the "
+                f"user's bias, R^2 = {ridge_r2(means, biases):.2f} ({len(dev)} dev questions).")
+    return sentence, biases, means
+
+
+def persona_probe(run: Path, biases: np.ndarray) -> str:
+    """Probe (3): does a trained PPlug run's persona token predict its user's bias?"""
     import torch
 
     from harness.api import RunContext
-    from harness.embedding_cache import shared_cache
     from harness.params import parse_params
     from harness.registries import METHODS
     from harness.settings import GenerationSettings
-    from methods.pplug import item_text
 
     config = json.loads((run / "config.json").read_text())["config"]
     task = TASKS.get("lamp3")
@@ -112,39 +140,31 @@ def persona_probes(run: Path) -> str:
     method = cls(ctx, parse_params(cls.Params, config["params"]))
     method.load()
     dev = task.load_split(task, "synthetic", "dev", seed=0).examples
-    items = {(item["text"], item["score"]) for e in dev for item in e.profile}
-    items = [(t, sc, st) for t, sc in sorted(items) if (st := stars_of(t)) is not None]
-    how = config["params"].get("history_text", "reference")
-    texts = [item_text(task, {"text": t, "score": sc}, how) for t, sc, _ in items]
-    vectors = shared_cache(ctx.encoder()).embed(texts, normalize=True)
-    item_r2 = ridge_r2(vectors, np.array([int(sc) - st for _, sc, st in items], dtype=np.float64))
-    index = {text: i for i, text in enumerate(texts)}
-    means = np.stack([np.mean([vectors[index[t]] for item in e.profile
-                               if (t := item_text(task, item, how)) in index] or [np.zeros(vectors.shape[1])], axis=0)
-                      for e in dev])
-    biases = np.array([user_bias(e.profile) for e in dev], dtype=np.float64)
-    mean_r2 = ridge_r2(means, biases)
     tokens = []
     with torch.no_grad():
         for start in range(0, len(dev), 32):
             tokens.append(method.soft_tokens(dev[start : start + 32])[:, -1].float().cpu().numpy())
-    persona = np.concatenate(tokens)
-    user_r2 = ridge_r2(persona, biases)
-    return (f"Linear probes ({config['method']}, history_text={config['params'].get('history_text')}): "
-            f"item embedding -> score - stars, R^2 = {item_r2:.2f} over {len(items)} distinct history items; "
-            f"the mean of a user's item embeddings -> user bias, R^2 = {mean_r2:.2f}; "
-            f"trained persona token -> user bias, R^2 = {user_r2:.2f} (over {len(dev)} dev questions).")
+    r2 = ridge_r2(np.concatenate(tokens), biases)
+    return (f"{config['method']} ({run.name}, history_text={config['params'].get('history_text')}): "
+            f"trained persona token -> the user's bias, R^2 = {r2:.2f}.")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("runs", nargs="+", type=Path)
-    parser.add_argument("--persona", type=Path, help="a trained PPlug run: add the linear probes")
+    parser.add_argument("--persona", type=Path, nargs="*", default=[], help="trained PPlug runs: probe (3)")
+    parser.add_argument("--history-text", nargs="*", default=[], help="probes (1) and (2) for these texts")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     text = probe(args.runs)
-    if args.persona:
-        text += "\n\n" + persona_probes(args.persona)
+    biases = None
+    for how in args.history_text:
+        sentence, biases, _ = input_probes(how)
+        text += "\n\n" + sentence
+    for run in args.persona:
+        if biases is None:
+            biases = input_probes("reference")[1]
+        text += "\n\n" + persona_probe(run, biases)
     print(text)
     if args.out:
         args.out.write_text(text + "\n")
