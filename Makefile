@@ -23,7 +23,7 @@ results-small: setup
 	for s in classification convergence; do .venv/bin/bench sweep sweeps/$$s-small.toml; done
 	for f in md csv latex; do .venv/bin/bench table --runs $(SMALL)/runs --table 1 --format $$f --out $(SMALL); done
 	.venv/bin/bench table --runs $(SMALL)/runs --table cost --out $(SMALL)
-	.venv/bin/bench curves --runs $(SMALL)/runs --out results/convergence
+	.venv/bin/bench curves --runs $(SMALL)/runs --runs results/convergence/runs --out results/convergence
 
 # The real-data grid (needs ../shared/realdata or $$PERSONA_BENCH_REALDATA); run folders
 # hold the datasets' text and stay in runs/real, only the tables go to results/real.

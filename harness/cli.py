@@ -156,18 +156,19 @@ def score(
 
 @app.command()
 def curves(
-    runs: Annotated[Path, typer.Option(help="Results root to read runs from.")] = Path("runs"),
+    runs: Annotated[Optional[list[Path]], typer.Option(help="Results root(s) to read runs from (repeatable).")] = None,
     out: Annotated[Path, typer.Option(help="Folder for curves-<task>.png and curves.md.")] = Path("curves"),
     metrics: Annotated[str, typer.Option("--metrics", help="official or parsed scores beside the curves.")] = "official",
 ) -> None:
     """Training curves (train and held-out loss) of every trained cell, with how far each trained."""
     from harness.report.curves import curves_markdown, load_curves, plot_curves
 
-    found, notes = load_curves(runs)
+    roots = runs or [Path("runs")]
+    found, notes = load_curves(roots)
     for note in notes:
         err.print(note, highlight=False, markup=False)
     if not found:
-        _fail(f"no trained run with artifacts/loss.json under {runs}")
+        _fail(f"no trained run with artifacts/loss.json under {', '.join(map(str, roots))}")
     out.mkdir(parents=True, exist_ok=True)
     text = curves_markdown(found, metrics)
     (out / "curves.md").write_text(text + "\n")

@@ -49,11 +49,14 @@ def cell_label(run: Run, all_params: Sequence[Mapping[str, Any]]) -> str:
     return run.method + (f" ({', '.join(shown)})" if shown else "")
 
 
-def load_curves(root: Path) -> tuple[list[Curve], list[str]]:
-    """Every verified trained run under ``root`` with a loss file, and the skip notes."""
-    loaded = load_runs(root)
-    notes = [f"skipped {s}" for s in loaded.skipped]
-    with_loss = [r for r in loaded.runs if (r.path / "artifacts" / LOSS_FILE).is_file()]
+def load_curves(roots: Sequence[Path]) -> tuple[list[Curve], list[str]]:
+    """Every verified trained run under the ``roots`` with a loss file, and the skip notes."""
+    runs, notes = [], []
+    for root in roots:
+        loaded = load_runs(root)
+        runs += loaded.runs
+        notes += [f"skipped {s}" for s in loaded.skipped]
+    with_loss = [r for r in runs if (r.path / "artifacts" / LOSS_FILE).is_file()]
     by_task: dict[str, list[Run]] = {}
     for run in with_loss:
         by_task.setdefault(run.task, []).append(run)
