@@ -14,6 +14,7 @@ uncertainty is added by :mod:`harness.report.significance`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -222,8 +223,11 @@ def columns_for(which: str, runs: Sequence[Run], roles: Roles) -> dict[Column, l
     out: dict[Column, list[Run]] = {}
     for (method, params_key, encoder, models), members in by_key.items():
         label = method
+        shown = _non_default(method, params_key, members)
         if len(variants[method]) > 1:
-            label += f" ({_params_label(params_key, variants[method])})"
+            shown = sorted(set(shown) | set(_params_label(params_key, variants[method]).split(", ")) - {"default"})
+        if shown:
+            label += f" ({', '.join(shown)})"
         if models is not None:
             label = f"{models[0]} + {models[1]}: {label}"
         elif encoder != main_encoder:
@@ -248,6 +252,24 @@ def _controls_after_their_method(columns: list[Column], roles: Roles) -> list[Co
         anchor = max(i for i, c in enumerate(rest) if c.method == owners[0])
         result = rest[: anchor + 1] + moving + rest[anchor + 1:]
     return result
+
+
+def _non_default(method: str, params_key: str, members: Sequence[Run]) -> list[str]:
+    """``k=v`` for each parameter that differs from the method's default under the runs'
+    profile, so a column run with e.g. ``history_text=fields`` never reads as the default.
+    Empty for unregistered methods (their defaults are unknown) and for empty columns."""
+    from harness.params import method_params
+    from harness.registries import METHODS
+    from harness.registry import RegistryError
+
+    if not members:
+        return []
+    try:
+        defaults = dataclasses.asdict(method_params(METHODS.get(method), {}, profile=members[0].profile, name=method))
+    except (RegistryError, ValueError, TypeError):
+        return []
+    mine = json.loads(params_key)
+    return [f"{k}={mine[k]}" for k in sorted(mine) if k in defaults and defaults[k] != mine[k]]
 
 
 def _params_label(params_key: str, all_keys: set[str]) -> str:
