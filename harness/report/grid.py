@@ -137,11 +137,19 @@ class Cell:
         """Any seed whose fit stopped short of the profile's budget makes the cell not a result."""
         return any(r.trained_to_budget is False for r in self.runs)
 
+    @property
+    def trained(self) -> bool:
+        """A cell of a trained method: its runs report a budget verdict."""
+        return any(r.trained_to_budget is not None for r in self.runs)
+
     def budget_note(self) -> str:
-        short = [r for r in self.runs if r.trained_to_budget is False]
-        details = sorted({r.budget_detail() for r in short} - {""})
-        return (f"{len(short)} of {len(self.runs)} seeds under budget"
-                + (f" ({'; '.join(details)})" if details else ""))
+        """Whether the cell's runs trained to the profile's budget, with their step counts."""
+        trained = [r for r in self.runs if r.trained_to_budget is not None]
+        short = [r for r in trained if r.trained_to_budget is False]
+        details = sorted({r.budget_detail() for r in (short or trained)} - {""})
+        verdict = (f"{len(short)} of {len(trained)} seeds under budget" if short
+                   else "trained to the profile's budget")
+        return verdict + (f" ({'; '.join(details)})" if details else "")
 
 
 @dataclass

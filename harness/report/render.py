@@ -74,7 +74,7 @@ def header(grid: Grid) -> list[str]:
         lines.append(stats_text + ".")
     notes = list(grid.notes)
     notes += [f"{task} {col.label}: {cell.budget_note()}" for (task, col), cell in grid.cells.items()
-              if cell.under_budget]
+              if cell.trained]
     notes += metric_info.undeclared_notes(m for ms in grid.metrics.values() for m in ms)
     return lines + [f"Note: {n}" for n in notes]
 
