@@ -52,6 +52,7 @@ from harness.api import Example, TaskSpec
 from harness.augment import augmented_prompts, input_budget, item_id
 from harness.models import cache_root
 from harness.prompting import render_prompt
+from harness.store import atomic_write_json
 
 if TYPE_CHECKING:
     from harness.api import RunContext
@@ -115,9 +116,7 @@ class FeedbackStore:
             if stored != json.loads(json.dumps(self.key)):
                 raise ValueError(f"{self.directory} holds feedback for {stored}, not {self.key}")
         else:
-            tmp = key_path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(self.key, indent=2, sort_keys=True) + "\n")
-            os.replace(tmp, key_path)
+            atomic_write_json(key_path, self.key)
         self.records: dict[str, dict[str, Any]] = {}
         self.reload()
 

@@ -62,7 +62,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from harness.api import Example, Method, RunContext
-from harness.store import atomic_output
+from harness.store import atomic_output, atomic_write_json
 
 SoftScale = Literal["reference", "normalized"]
 SOFT_SCALES: tuple[str, ...] = ("reference", "normalized")
@@ -468,10 +468,6 @@ def split_train(examples: Sequence[Example], max_train: int | None, heldout: int
 
 
 # -- artifacts ----------------------------------------------------------------------------
-def write_json(path: Path, payload: Mapping[str, Any]) -> None:
-    path.write_text(json.dumps(payload, indent=2) + "\n")
-
-
 def plot_loss(record: TrainRecord, path: Path, title: str) -> None:
     """Training and held-out loss against optimizer steps (Agg canvas: no display)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -632,8 +628,8 @@ class SoftPromptMethod(Method):
         assert self.module is not None and self.record is not None
         art = self.ctx.artifacts_dir
         art.mkdir(parents=True, exist_ok=True)
-        write_json(self.config_path, {**self.config(), "fit": self.fit_info, "record": self.record.to_json()})
-        write_json(art / "loss.json", self.record.to_json())
+        atomic_write_json(self.config_path, {**self.config(), "fit": self.fit_info, "record": self.record.to_json()})
+        atomic_write_json(art / "loss.json", self.record.to_json())
         plot_loss(self.record, art / "loss.png", title=f"{self.ctx.task.name} / {type(self).__name__}")
         with atomic_output(self.weights_path) as tmp:  # last: the weights file marks a finished fit
             save_file(self.module.trainable_state(), str(tmp),

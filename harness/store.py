@@ -496,13 +496,6 @@ class RunDir:
             fh.flush()
             os.fsync(fh.fileno())
 
-    def shard_files(self) -> list[Path]:
-        return sorted(self.path.glob("predictions.shard*of*.jsonl"))
-
-    def iter_all_predictions(self) -> Iterator[dict[str, Any]]:
-        """Every valid record of every predictions file; never modifies a file."""
-        yield from self.done_predictions().values()
-
     def write_final(self, lamp_name: str, ordered: list[dict[str, Any]], metrics: Mapping[str, Any]) -> None:
         """The LaMP-format file holds the stripped raw outputs: what the official script scores."""
         atomic_write_json(self.path / LAMP_PREDICTIONS_FILE,

@@ -6,7 +6,10 @@ from methods.oppu import OPPU, TaskLoRA
 from methods.pplug import PPlug, PPlugMean, PPlugNoInst, PPlugRAG
 from methods.prompt_tuning import PromptTuning
 from methods.rag import BM25RAG, ContrieverRAG, RandomRAG, RecencyRAG
-from methods.ropg import ROPGKD, ROPGRL  # also registers the ropg-kd / ropg-rl retrievers
+from methods.ropg import (  # also registers the ropg-kd / ropg-rl retrievers
+    ROPGKD,
+    ROPGRL,
+)
 from methods.rspg import RSPGPost, RSPGPre
 
 METHODS.register("adhoc", AdHoc, aliases=("ad-hoc",))

@@ -43,7 +43,13 @@ from harness.embedding_cache import shared_cache
 from harness.encoders import TextEncoder
 from harness.retrieval import RetrievalContext, chronological, get_retriever
 from harness.soft_prompt import (
-    SMALL_TRAINING, SoftPromptMethod, SoftPromptParams, SoftScale, SoftTokens, Unit, history_dropout,
+    SMALL_TRAINING,
+    SoftPromptMethod,
+    SoftPromptParams,
+    SoftScale,
+    SoftTokens,
+    Unit,
+    history_dropout,
 )
 
 Aggregation = Literal["attention", "mean"]

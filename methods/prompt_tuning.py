@@ -29,7 +29,13 @@ from torch import nn
 
 from harness.api import Example, RunContext
 from harness.soft_prompt import (
-    SMALL_TRAINING, SoftPromptMethod, SoftPromptParams, SoftScale, SoftTokens, Unit, dropout_copy_count,
+    SMALL_TRAINING,
+    SoftPromptMethod,
+    SoftPromptParams,
+    SoftScale,
+    SoftTokens,
+    Unit,
+    dropout_copy_count,
 )
 
 

@@ -12,7 +12,6 @@ its metadata, so a run folder is self-contained and a fresh cache is refilled fr
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import shutil
 from collections.abc import Sequence
@@ -23,8 +22,16 @@ from typing import Any, ClassVar
 from harness.api import Example, Method, RunContext
 from harness.augment import augmented_prompts, input_budget
 from harness.retrieval import RetrievalContext
+from harness.store import atomic_write_json
 from harness.trained_retriever import (
-    SMALL, ROPGRetriever, ROPGSettings, TrainedEntry, ensure_trained, publish, retriever_for, retriever_name,
+    SMALL,
+    ROPGRetriever,
+    ROPGSettings,
+    TrainedEntry,
+    ensure_trained,
+    publish,
+    retriever_for,
+    retriever_name,
 )
 
 
@@ -95,7 +102,7 @@ class ROPG(Method):
             os.link(entry.weights, tmp)  # one copy on disk where the filesystem allows
         except OSError:
             shutil.copyfile(entry.weights, tmp)
-        self.weights_path.with_suffix(".json").write_text(json.dumps(dict(entry.meta), indent=2, sort_keys=True) + "\n")
+        atomic_write_json(self.weights_path.with_suffix(".json"), dict(entry.meta))
         os.replace(tmp, self.weights_path)  # last: the weights file marks a finished fit
 
     def predict(self, batch: Sequence[Example]) -> list[str]:
