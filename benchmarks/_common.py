@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -44,7 +45,7 @@ def machine() -> dict[str, Any]:
         "device": f"cuda:{gpu}" if gpu else "cpu",
         # Other processes compete for the same cores; ratios measured back to back in one
         # run are robust to that, absolute rates and fractions of peak less so.
-        "load_average_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
+        "load_average_1m": load_1m(),
     }
 
 
@@ -88,8 +89,65 @@ def matmul_gflops(n: int = 2048, repeat: int = 5, device: str = "cpu", dtype: to
     return 2 * n**3 / seconds / 1e9
 
 
-def write_result(name: str, payload: dict[str, Any], markdown: str) -> None:
-    """``results/<name>.json`` (machine + payload) and ``results/<name>.md`` (the summary)."""
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{name}.json").write_text(json.dumps({"machine": machine(), **payload}, indent=2) + "\n")
-    (RESULTS / f"{name}.md").write_text(markdown.rstrip() + "\n")
+#: 1-minute load average above which a benchmark's figures are not idle-machine figures.
+#: The benchmark's own torch threads count (2 on the 2-core machine), so 2.5 leaves room
+#: for about half a core of other work before the absolute rates stop being this
+#: machine's.
+IDLE_LOAD_LIMIT = 2.5
+
+
+def load_1m() -> float | None:
+    """The 1-minute load average now (None where the OS does not report one)."""
+    return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
+
+
+def load_warning(loads: list[float | None], limit: float) -> str | None:
+    """A loud line when any recorded load exceeds ``limit``, else None.
+
+    Ratios measured back to back survive a busy machine better than absolute rates, but
+    a default picked from a loaded run may still be the load's choice, not the CPU's.
+    """
+    seen = [x for x in loads if x is not None]
+    over = [x for x in seen if x > limit]
+    if not over:
+        return None
+    return (f"**WARNING: the 1-minute load average exceeded {limit} in {len(over)} of {len(seen)} readings "
+            f"(max {max(over):.2f}): other processes shared the cores, so these are NOT idle-machine figures.**")
+
+
+def reset_peak_rss() -> bool:
+    """Reset this process's peak resident set size (Linux ``/proc/self/clear_refs``).
+
+    Lets :func:`peak_rss_mib` report one measurement's peak instead of the process's
+    lifetime peak; False where the kernel does not allow it (then the peak is lifetime).
+    """
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_mib() -> float:
+    """Peak resident set size since the last :func:`reset_peak_rss` (else the process's), MiB."""
+    try:
+        match = re.search(r"VmHWM:\s+(\d+)\s+kB", Path("/proc/self/status").read_text())
+        if match:
+            return int(match.group(1)) / 1024
+    except OSError:
+        pass
+    import resource  # ru_maxrss: kilobytes on Linux, the lifetime peak only
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def write_result(name: str, payload: dict[str, Any], markdown: str, out: Path | None = None) -> None:
+    """``<out>/<name>.json`` (machine + payload) and ``<out>/<name>.md`` (the summary).
+
+    ``out`` defaults to ``results/``; tests and trial runs pass their own folder so the
+    committed results are only ever written by a real measurement.
+    """
+    out = RESULTS if out is None else out
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps({"machine": machine(), **payload}, indent=2) + "\n")
+    (out / f"{name}.md").write_text(markdown.rstrip() + "\n")

@@ -17,19 +17,47 @@ each generated token); attention's ``O(length^2)`` term is small at these length
 left out of both. A plain batched forward pass over the same prompts (no decoding)
 shows what this model's matmuls reach on this machine.
 
+Prediction batch size: the same ``RunContext.generate`` every method predicts through,
+greedy, on the same prompts at each ``--batch-sizes`` value, free generation on
+``--task`` and constrained decoding (each label scored under the prompt) on
+``--constrained-task``; examples/s and the ratio to the smallest batch size (1 by
+default: the reference's one-prompt loop), from which the ``small`` profile's
+prediction ``batch_size`` is chosen. The 1-minute load average is recorded around every
+measurement and a loud warning printed above ``--max-load``.
+
     python -m benchmarks.bench_generation [--llm smollm2-135m] [--task lamp7] [--n 32]
+    python -m benchmarks.bench_generation --batch-sizes 1,8,16,32,64 --constrained-task lamp3
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import shlex
+import sys
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from benchmarks._common import machine, machine_line, matmul_gflops, timed, write_result
-from harness.backbones import Backbone, load_llm
+from benchmarks._common import (
+    IDLE_LOAD_LIMIT,
+    load_1m,
+    load_warning,
+    machine,
+    machine_line,
+    matmul_gflops,
+    timed,
+    write_result,
+)
+from harness.api import RunContext
+from harness.backbones import OPTION_ROWS, Backbone, GenerationSettings, load_llm
 from harness.registries import TASKS
+from harness.settings import GENERATION_PROFILES
+
+#: A batch size whose examples/s is within this share of the fastest counts as "as fast".
+NEAR = 0.05
 
 
 def bench_prompts(task_name: str, n: int, data: str = "synthetic") -> tuple[list[str], str]:
@@ -75,6 +103,79 @@ def forward_gflops(llm: Backbone, prompts: list[str], counts: dict[str, int], ba
     tokens = int(mask.sum())
     flops = 2 * counts["body"] * tokens + 2 * counts["head"] * len(rows)
     return flops / seconds / 1e9
+
+
+def prompts_per_pass(decoding: str, batch_size: int, n: int, n_labels: int) -> int:
+    """Prompts one model pass holds: constrained scoring caps a pass at ``OPTION_ROWS``
+    (prompt, label) rows (``Backbone.score_options``), free generation does not."""
+    cap = max(1, min(batch_size, OPTION_ROWS // n_labels)) if decoding == "constrained" else batch_size
+    return min(cap, n)
+
+
+def batch_sweep(llm: Backbone, task_name: str, data: str, n: int, batch_sizes: list[int], decoding: str,
+                max_new_tokens: int) -> dict[str, Any]:
+    """Examples/s of ``RunContext.generate`` at each prediction batch size, on the same prompts.
+
+    Greedy, the run's one prediction path (what every method calls), so the figures are
+    the ones a run's ``batch_size`` setting changes. Each size is timed once, after one
+    small warm-up of this decoding path, smallest first; ratios and output agreement are
+    against the smallest size (padding changes float rounding, which can flip a near-tie).
+    """
+    prompts, origin = bench_prompts(task_name, n, data)
+    task = TASKS.get(task_name)
+    sizes = sorted(set(batch_sizes))
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        ctx = RunContext(task=task, llm_name=llm.name, encoder_name="(not used)", seed=0, artifacts_dir=Path(tmp),
+                         generation=GenerationSettings(num_beams=1, max_new_tokens=max_new_tokens),
+                         progress=False, decoding=decoding, _llm=llm)
+        ctx.generate(prompts[:2])  # warm up kernels and caches on this path
+        first: list[str] = []
+        for size in sizes:
+            run = dataclasses.replace(ctx, generation=dataclasses.replace(ctx.generation, batch_size=size))
+            before = load_1m()
+            seconds, answers = timed(lambda run=run: run.generate(prompts))
+            after = load_1m()
+            first = first or answers
+            rows.append({"batch_size": size, "prompts_per_pass": prompts_per_pass(decoding, size, len(prompts),
+                                                                                  len(task.labels)),
+                         "seconds": seconds, "examples_per_s": len(prompts) / seconds,
+                         "same_output_as_smallest": sum(a == b for a, b in zip(answers, first)) / len(prompts),
+                         "load_before": before, "load_after": after})
+            print(f"{decoding} batch {size}: {len(prompts) / seconds:.2f} ex/s (load {before} -> {after})", flush=True)
+    for r in rows:
+        r["ratio_vs_smallest"] = r["examples_per_s"] / rows[0]["examples_per_s"]
+    return {"decoding": decoding, "task": task_name, "prompts_from": origin, "n": len(prompts),
+            "n_labels": len(task.labels), "max_new_tokens": max_new_tokens, "rows": rows}
+
+
+def sweep_markdown(sweep: dict[str, Any]) -> list[str]:
+    """One sweep's table and its reading, computed from the numbers."""
+    rows, smallest = sweep["rows"], sweep["rows"][0]["batch_size"]
+    what = ("greedy generation" if sweep["decoding"] == "free"
+            else f"constrained decoding (the {sweep['n_labels']} labels scored under each prompt)")
+    md = [f"## Prediction batch size: {what}, {sweep['n']} prompts ({sweep['prompts_from']})", "",
+          f"| batch size | prompts per pass | seconds | examples/s | vs batch {smallest} | same output as batch "
+          f"{smallest} | load before/after |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        md.append(f"| {r['batch_size']} | {r['prompts_per_pass']} | {r['seconds']:.2f} | {r['examples_per_s']:.2f} | "
+                  f"**{r['ratio_vs_smallest']:.2f}x** | {r['same_output_as_smallest']:.0%} | "
+                  f"{r['load_before']} / {r['load_after']} |")
+    best = max(rows, key=lambda r: r["examples_per_s"])
+    near = [r["batch_size"] for r in rows if r["examples_per_s"] >= (1 - NEAR) * best["examples_per_s"]]
+    text = (f"Reading: the fastest batch size is **{best['batch_size']}** ({best['examples_per_s']:.2f} examples/s, "
+            f"{best['ratio_vs_smallest']:.2f}x batch {smallest}); within {NEAR:.0%} of it: "
+            f"{', '.join(map(str, near))}.")
+    default = GENERATION_PROFILES["small"]["batch_size"]
+    current = next((r for r in rows if r["batch_size"] == default), None)
+    if current is not None:
+        text += (f" The small profile's current batch_size={default} runs at "
+                 f"{current['examples_per_s'] / best['examples_per_s']:.0%} of the fastest.")
+    capped = [r["batch_size"] for r in rows if r["prompts_per_pass"] < min(r["batch_size"], sweep["n"])]
+    if capped:
+        text += (f" Batch sizes {', '.join(map(str, capped))} run as {rows[-1]['prompts_per_pass']} prompts per "
+                 f"pass: one pass holds at most {OPTION_ROWS} (prompt, label) rows.")
+    return [*md, "", text]
 
 
 def pplug_training(llm_name: str, task_name: str, steps: int, batch: int, peak: float,
@@ -145,7 +246,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--beams", default="1,4", help="comma-separated beam widths")
     parser.add_argument("--pplug-steps", type=int, default=4, help="PPlug optimizer steps to time (0: skip)")
     parser.add_argument("--pplug-batch", type=int, default=4, help="examples per PPlug step")
+    parser.add_argument("--batch-sizes", default="1,8,16,32,64",
+                        help="prediction batch sizes to sweep, comma-separated ('' to skip the sweep)")
+    parser.add_argument("--sweep-n", type=int, default=None,
+                        help="prompts per sweep measurement (default: the largest batch size, so it is one full batch)")
+    parser.add_argument("--constrained-task", default="lamp3",
+                        help="classification task for the constrained-decoding sweep ('' to skip)")
+    parser.add_argument("--max-load", type=float, default=IDLE_LOAD_LIMIT,
+                        help="warn loudly when the 1-minute load average exceeds this")
+    parser.add_argument("--out", type=Path, default=None, help="folder for bench_generation.{md,json} (default results/)")
     args = parser.parse_args(argv)
+    command = shlex.join(["python", "-m", "benchmarks.bench_generation", *(sys.argv[1:] if argv is None else argv)])
+    sizes = [int(b) for b in args.batch_sizes.split(",") if b.strip()]
+    load_start = load_1m()
 
     prompts, origin = bench_prompts(args.task, args.n, args.data)
     llm = load_llm(args.llm)
@@ -201,8 +314,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         r["fraction_of_matmul_peak"] = r["flops_simple"] / r["batched_s"] / 1e9 / peak
         r["fraction_of_matmul_peak_tight"] = r["flops_tight"] / r["batched_s"] / 1e9 / peak
         r["single_fraction_of_matmul_peak"] = r["flops_simple"] / r["single_s"] / 1e9 / peak
+    sweeps = []
+    if sizes:
+        n_sweep = args.sweep_n or max(sizes)
+        sweeps.append(batch_sweep(llm, args.task, args.data, n_sweep, sizes, "free", args.max_new_tokens))
+        if args.constrained_task:
+            sweeps.append(batch_sweep(llm, args.constrained_task, args.data, n_sweep, sizes, "constrained",
+                                      args.max_new_tokens))
+    loads = [x for sw in sweeps for r in sw["rows"] for x in (r["load_before"], r["load_after"])]
+    warning = load_warning([load_start, *loads, load_1m()], args.max_load)
     training = pplug_training(args.llm, args.task, args.pplug_steps, args.pplug_batch, peak) if args.pplug_steps else None
     md = [f"# Generation throughput ({args.llm}, {origin}, {len(prompts)} prompts)", "",
+          *([warning, ""] if warning else []),
           machine_line(), "",
           f"Dense fp32 matmul peak measured in the same run: **{peak:.1f} GFLOP/s** "
           f"(2048x2048 GEMM, best of before and after the measurements; {peak_start:.1f} before). Timings are "
@@ -220,8 +343,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                   f"**{r['speedup']:.2f}x** | {r['batched_gflops']:.1f} | {r['fraction_of_matmul_peak']:.0%} | "
                   f"{r['single_fraction_of_matmul_peak']:.0%} | {r['fraction_of_matmul_peak_tight']:.0%} | "
                   f"{r['same_output_fraction']:.0%} |")
-    md += ["", f"Command: `python -m benchmarks.bench_generation --task {args.task} --n {args.n} "
-           f"--max-new-tokens {args.max_new_tokens}`. FLOPs = 2 x params x beams x (prompt + generated tokens), "
+    md += ["", f"Command: `{command}`. FLOPs = 2 x params x beams x (prompt + generated tokens), "
            "real tokens only (see the module docstring; 'tight' drops the embedding lookup and charges the LM head "
            "only where logits are computed). 'same output': batched and batch-1 strings equal "
            "(padding changes float rounding, which can flip a near-tie)."]
@@ -234,14 +356,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                f"{t['fraction_of_matmul_peak']:.0%} of the matmul peak**.",
                "FLOPs = 4 x LLM params x LLM tokens + 6 x trainable encoder params x query tokens + 6 x Proj params "
                "x history items (see the module docstring)."]
-    result = {"llm": args.llm, "task": args.task, "prompts_from": origin, "n": len(prompts), "pplug_training": training,
+    for sweep in sweeps:
+        md += ["", *sweep_markdown(sweep)]
+    if warning:
+        md += ["", warning]
+    result = {"command": command, "llm": args.llm, "task": args.task, "prompts_from": origin, "n": len(prompts),
+              "pplug_training": training, "batch_sweeps": sweeps, "max_load": args.max_load,
               "batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens, "params": counts,
               "matmul_gflops": peak, "forward_gflops": fwd, "rows": rows, "machine": machine(),
               "headline": {f"speedup_beams{r['beams']}": r["speedup"] for r in rows}
               | {f"peak_fraction_beams{r['beams']}": r["fraction_of_matmul_peak"] for r in rows}
-              | ({"pplug_train_peak_fraction": training["fraction_of_matmul_peak"]} if training else {})}
-    write_result("bench_generation", result, "\n".join(md))
+              | ({"pplug_train_peak_fraction": training["fraction_of_matmul_peak"]} if training else {})
+              | {f"fastest_batch_{sw['decoding']}": max(sw["rows"], key=lambda r: r["examples_per_s"])["batch_size"]
+                 for sw in sweeps}}
+    write_result("bench_generation", result, "\n".join(md), args.out)
     print("\n".join(md))
+    if warning:
+        print(f"\n{warning}", file=sys.stderr)
     return result
 
 

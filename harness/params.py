@@ -224,3 +224,29 @@ def method_params(method_cls: type, raw: Mapping[str, Any] | None = None, *, pro
     overrides = getattr(method_cls, "profiles", {}).get(profile, {})
     return parse_params(method_cls.Params, raw, method=name or method_cls.__name__, profile=overrides,
                         profile_name=profile)
+
+
+#: Field metadata of an option added after cells were computed, whose default reproduces
+#: the earlier behaviour exactly (see :func:`added_option`).
+HASH_NEUTRAL = "hash_neutral_default"
+
+
+def added_option(default: Any) -> Any:
+    """A ``Params`` field whose default is left out of the recorded params (and so the hash).
+
+    Adding a knob to a method must not invalidate its finished cells when the knob's
+    default changes nothing: at the default the field is omitted from the run config, so
+    the hash of every earlier cell stays the same; any other value is recorded and hashed
+    like every field. Use it only for a default that is bit-for-bit the old behaviour.
+    """
+    return dataclasses.field(default=default, metadata={HASH_NEUTRAL: True})
+
+
+def recorded_params(params: Any) -> dict[str, Any]:
+    """``params`` as the run config records (and hashes) them: every field, except an
+    :func:`added_option` still at its default."""
+    out = dataclasses.asdict(params)
+    for f in dataclasses.fields(params):
+        if f.metadata.get(HASH_NEUTRAL) and getattr(params, f.name) == f.default:
+            out.pop(f.name)
+    return out

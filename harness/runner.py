@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 from harness import distributed, inputs
 from harness.api import USER_ARTIFACTS, Example, Method, RunContext, Split, TaskSpec
 from harness.metrics import score
+from harness.params import recorded_params
 from harness.registries import METHODS, TASKS
 from harness.settings import GenerationSettings, generation_for, resolve_profile
 from harness.store import RunConfig, RunDir, atomic_write_json, provenance
@@ -180,7 +181,7 @@ def resolve(request: RunRequest) -> Plan:
                "Scores measure the harness and planted per-user signals, not real users. "
                "Pass --data DIR for the official LaMP files.")
     config = RunConfig(
-        task=task.name, method=method_name, params=dataclasses.asdict(params), llm=request.llm,
+        task=task.name, method=method_name, params=recorded_params(params), llm=request.llm,
         encoder=request.encoder, data_kind=split.source.kind, data_location=split.source.location,
         data_checksum=split.source.checksum, split=request.split, limit=request.limit, seed=request.seed,
         generation=generation, shard=request.shard if request.shard is not None else distributed.env_shard(),

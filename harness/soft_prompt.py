@@ -213,8 +213,11 @@ class SoftTokens(nn.Module):
         return []
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
-        """Every trainable tensor (and only those), detached and contiguous for safetensors."""
-        return {name: p.detach().cpu().contiguous() for name, p in self.named_parameters() if p.requires_grad}
+        """Every trainable tensor and the module's own fitted buffers (e.g. PPlug's history
+        mean), and nothing of the frozen models, detached and contiguous for safetensors."""
+        state = {name: p.detach() for name, p in self.named_parameters() if p.requires_grad}
+        state.update({name: b.detach() for name, b in self.named_buffers(recurse=False)})
+        return {name: t.cpu().contiguous() for name, t in state.items()}
 
 
 def param_groups(module: SoftTokens, lr: float, head_lr: float | None) -> list[dict[str, Any]]:
@@ -640,6 +643,7 @@ class SoftPromptMethod(Method):
         state = load_file(str(self.weights_path), device=str(self.ctx.device))
         missing, unexpected = module.load_state_dict(state, strict=False)
         trainable = {name for name, q in module.named_parameters() if q.requires_grad}
+        trainable |= {name for name, _ in module.named_buffers(recurse=False)}
         if unexpected or set(missing) & trainable:
             raise RuntimeError(f"{self.weights_path} does not match this module (missing "
                                f"{sorted(set(missing) & trainable)[:5]}, unexpected {unexpected[:5]})")

@@ -120,8 +120,8 @@ class ROPGSettings:
 #: The CPU reductions of the ``small`` profile, shared by the ``ropg-*`` methods and by
 #: RSPG's pool, so both find the same trained entry in the cache.
 SMALL: Mapping[str, Any] = {
-    "candidates": 8, "total_steps": 24, "batch_size": 4, "lr": 5e-5, "max_tokens": 128,
-    "feedback_scoring": "parsed", "feedback_max_input_tokens": 256, "max_train_examples": 32,
+    "candidates": 8, "total_steps": 48, "batch_size": 4, "lr": 5e-5, "max_tokens": 128,
+    "feedback_scoring": "parsed", "feedback_max_input_tokens": 256, "max_train_examples": 96,
 }
 PROFILES: Mapping[str, Mapping[str, Any]] = {"small": SMALL, "paper": {}}
 

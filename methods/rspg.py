@@ -95,8 +95,8 @@ class RSPGParams:
 
 
 SMALL: dict[str, Any] = {
-    "selector_encoder": None, "max_selector_tokens": 256, "lr": 5e-5, "batch_size": 4, "total_steps": 24,
-    "feedback_scoring": "parsed", "max_train_examples": 32,
+    "selector_encoder": None, "max_selector_tokens": 256, "lr": 5e-5, "batch_size": 4, "total_steps": 48,
+    "feedback_scoring": "parsed", "max_train_examples": 96,
 }
 
 

@@ -384,3 +384,36 @@ def test_bad_settings_fail_at_construction():
         PPlugParams(history_text="corpus")
     with pytest.raises(ValueError, match="n_persona_tokens"):
         PPlugParams(n_persona_tokens=0)
+
+
+def test_centred_history_subtracts_the_train_items_mean_and_survives_a_reload(tmp_path):
+    examples = make_examples()
+    params = dataclasses.replace(FAST, center_history=True, history_text="fields")
+    method = PPlug(context(tmp_path, "tiny-t5"), params)
+    method.fit(examples)
+    mean = method.module.history_mean
+    # The mean of the distinct train history items (4 users' items; FAST holds nothing out).
+    table, rows = method.history([e.profile for e in examples])
+    distinct = torch.as_tensor(sorted({int(r) for row in rows for r in row}))
+    assert torch.allclose(mean, table[distinct].mean(dim=0), atol=1e-5)
+    assert mean.norm() > 0.1
+    # The projection reads centred items; attention still reads the raw ones.
+    hist, mask = pad_rows(table, rows[:2])
+    persona, weights = method.module.persona(method._queries[:2], hist, mask)
+    expected, _ = aggregate(method.module.encode_queries(method._queries[:2]), hist,
+                            method.module.proj(hist - mean), mask, "attention")
+    assert torch.allclose(persona, expected, atol=1e-5)
+    with safe_open(str(tmp_path / "artifacts" / WEIGHTS_FILE), framework="pt") as fh:
+        assert torch.equal(fh.get_tensor("history_mean"), mean.cpu())
+    again = PPlug(context(tmp_path, "tiny-t5"), params)
+    again.load()
+    assert torch.equal(again.module.history_mean, mean)
+    assert again.predict(examples[:4]) == method.predict(examples[:4])
+
+
+def test_centring_is_recorded_only_when_on_so_earlier_cells_keep_their_hash():
+    from harness.params import recorded_params
+
+    assert "center_history" not in recorded_params(PPlugParams())
+    assert recorded_params(PPlugParams(center_history=True))["center_history"] is True
+    assert recorded_params(PPlugParams())["max_history"] == 512  # ordinary fields always recorded

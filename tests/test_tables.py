@@ -535,6 +535,13 @@ def test_cost_table_latex_and_figures(tmp_path):
     assert "| lamp2 | oppu | acc ↑ 1.000 | 12.5 | 0.2 | 900.0 | 4.0 KB |" in cost
     latex = tables.render_table(tmp_path, which="1", fmt="latex", resamples=50, out=tmp_path / "out")
     assert "\\begin{tabular}" in latex and "\\textbf{" in latex and "$\\uparrow$" in latex
+    assert "feedback" not in cost  # no method here asked the LLM for feedback
+    make_run(tmp_path, "lamp2", "ropg-kd", ["comedy"] * 10, GOLD2,
+             cost={"fit_seconds": 80.0, "feedback_records": 768, "feedback_reused": 0, "feedback_seconds": 64.0,
+                   "predict_seconds_per_example": 0.3})
+    cost = tables.render_table(tmp_path, which="cost", resamples=0, out=tmp_path / "out")
+    assert "| train s | feedback records | of which reused | feedback s (in train s) | infer s/ex |" in cost
+    assert "| lamp2 | ropg-kd | acc ↑ 1.000 | 80.0 | 768 | 0 | 64.0 | 0.3 |" in cost
     written = {p.name for p in (tmp_path / "out").iterdir()}
     assert {"table-cost.md", "table-1.tex", "fig-table-1.png", "fig-table-1.pdf", "fig-quality-vs-cost.png",
             "fig-quality-vs-cost.pdf"} <= written

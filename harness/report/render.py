@@ -289,8 +289,14 @@ def write_csv(rows: Iterable[Mapping[str, Any]]) -> str:
 
 
 # -- cost ------------------------------------------------------------------------------------------
-COST_FIELDS = ("fit_seconds", "predict_seconds_per_example", "peak_rss_mb", "shared_bytes", "stored_bytes_per_user")
-COST_LABELS = {"fit_seconds": "train s", "predict_seconds_per_example": "infer s/ex", "peak_rss_mb": "peak RSS MB",
+# The LLM-feedback columns (ROPG/RSPG): feedback is computed once per LLM, task and
+# settings and shared through the cache, so a cell that found it there shows its records
+# as reused and only the seconds it spent itself; ``train s`` includes them.
+COST_FIELDS = ("fit_seconds", "feedback_records", "feedback_reused", "feedback_seconds",
+               "predict_seconds_per_example", "peak_rss_mb", "shared_bytes", "stored_bytes_per_user")
+COST_LABELS = {"fit_seconds": "train s", "feedback_records": "feedback records",
+               "feedback_reused": "of which reused", "feedback_seconds": "feedback s (in train s)",
+               "predict_seconds_per_example": "infer s/ex", "peak_rss_mb": "peak RSS MB",
                "shared_bytes": "stored, shared", "stored_bytes_per_user": "stored per user"}
 
 
@@ -307,6 +313,8 @@ def human(value: float, key: str) -> str:
             if abs(value) < 1024 or unit == "GB":
                 return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
             value /= 1024
+    if key.endswith(("_records", "_reused")):  # counts
+        return f"{value:.0f}"
     if key.endswith("seconds_per_example"):
         return f"{value:.3g}"
     return f"{value:.1f}" if abs(value) >= 10 else f"{value:.3g}"
