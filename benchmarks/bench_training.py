@@ -32,12 +32,20 @@ Inputs are synthetic train questions of ``--task`` (pairs from their users' prof
 OPPU) with the user's own history texts appended until the LLM reads at least the cell's
 ``max_input_tokens``; the method then truncates to exactly that budget, as it does any
 long input. Reported per example: the real input tokens and the whole sequence (soft
-tokens + input + target). Per cell: step 0 is a warm-up; the median of the ``--steps``
-timed steps gives seconds per step, examples/s and tokens/s, with the ratio to the
-reference-style cell measured in the same run: PPlug's reference run script trains 2
+tokens + input + target). Per cell: a warm-up run of one optimizer step over a single
+micro-batch (the cell's shapes, at a fraction of a step's cost), then ``--steps`` timed
+steps; their median gives seconds per step, examples/s and tokens/s, with the ratio to
+the reference-style cell measured in the same run: PPlug's reference run script trains 2
 examples per device with 8 accumulation steps at 256 input tokens (``2x256``); OPPU's
 reference uses ``per_device_train_batch_size=16`` in one pass (``16x256``, at the ``small``
 profile's 256-token input budget; the reference cuts at 2048).
+
+Default size: one timed step per cell, 128 and 256 input tokens. On the 2-core machine a
+16-example PPlug step on smollm2 takes about 6 s at the ~100 tokens synthetic LaMP-3
+inputs really have (results/convergence/README.md), so roughly 10 s at 128 and 18 s at
+256 tokens: the default grid is about 6 minutes for both methods. One step of 16 examples
+(16 passes at micro-batch 1) is already an average over many passes; ``--steps 3`` adds a
+spread and costs about 5 minutes per extra step, ``--lengths 128,256,512`` about 5 more.
 
 The 1-minute load average is recorded before and after every cell; above ``--max-load``
 the output says loudly that the figures are not idle-machine figures. Peak RSS is the
@@ -51,6 +59,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import math
 import shlex
 import statistics
@@ -59,7 +68,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import methods  # noqa: F401 - registers the built-ins
 from benchmarks._common import (
@@ -117,7 +126,7 @@ class StepClock:
         if self.end is None:
             raise RuntimeError("the training loop never returned (the clock was not stopped)")
         bounds = [*self.starts, self.end]
-        return [b - a for a, b in zip(bounds, bounds[1:])]
+        return [b - a for a, b in itertools.pairwise(bounds)]
 
 
 class ClockedPPlug(PPlug):
@@ -209,8 +218,15 @@ class Grid:
     encoder: str
     task: TaskSpec
     batch: int  # examples per optimizer step
-    steps: int  # timed steps per cell (after one warm-up step)
+    steps: int  # timed optimizer steps per cell (after the warm-up)
     max_tokens: int  # the run's input ceiling: the longest cell
+
+
+class CellTiming(NamedTuple):
+    warmup_seconds: float  # one optimizer step over a single micro-batch
+    step_seconds: list[float]  # the timed optimizer steps of ``Grid.batch`` examples
+    input_tokens: float  # mean LLM input tokens per example, as the method truncated them
+    tokens: float  # mean whole sequence per example: soft tokens + input + target
 
 
 def context(grid: Grid, artifacts: Path) -> RunContext:
@@ -219,80 +235,95 @@ def context(grid: Grid, artifacts: Path) -> RunContext:
                       profile="small")
 
 
-def pplug_cell(grid: Grid, examples: Sequence[Example], micro: int, length: int
-               ) -> tuple[list[float], float, float]:
-    """Step seconds (warm-up first), input tokens and sequence tokens per example."""
-    clock = StepClock(math.ceil(grid.batch / micro))
-    params = method_params(PPlug, {"micro_batch": micro, "batch_size": grid.batch, "max_input_tokens": length,
-                                   "max_train_examples": grid.batch, "heldout_examples": 0,
-                                   "epochs": 1 + grid.steps, "max_steps": 1 + grid.steps}, profile="small")
+def pplug_cell(grid: Grid, examples: Sequence[Example], micro: int, length: int) -> CellTiming:
+    """PPlug's fit on ``grid.batch`` lengthened questions, after a one-micro-batch warm-up fit.
+
+    The warm-up runs the same shapes (``micro`` examples at ``length`` tokens) once, so
+    first-use costs (allocations, kernel selection) stay out of the timed steps, at a
+    fraction of a full step's cost.
+    """
+    def params(batch: int, steps: int) -> Any:
+        return method_params(PPlug, {"micro_batch": micro, "batch_size": batch, "max_input_tokens": length,
+                                     "max_train_examples": batch, "heldout_examples": 0, "epochs": steps,
+                                     "max_steps": steps}, profile="small")
+
     with tempfile.TemporaryDirectory() as tmp:
-        ctx = context(grid, Path(tmp))
-        method = ClockedPPlug(ctx, params, clock)
+        ctx = context(grid, Path(tmp))  # nothing is saved: ClockedPPlug.save only stops the clock
         llm = ctx.llm()
         count = token_counter(llm)
         train = [dataclasses.replace(e, input=lengthen(e.input, history_texts(grid.task, e), count, length))
                  for e in examples[: grid.batch]]
+        warm = StepClock(1)
+        ClockedPPlug(ctx, params(micro, 1), warm).fit(train)
+        clock = StepClock(math.ceil(grid.batch / micro))
+        method = ClockedPPlug(ctx, params(grid.batch, grid.steps), clock)
         method.fit(train)
         assert method.module is not None
-        budget = method.max_input_tokens
-        inputs = [len(llm.prompt_ids(p, budget)) for p in method.prompts(train)]
-        targets = [len(llm.target_ids(e.output or "", ctx.max_new_tokens)) for e in train]
+        inputs = statistics.mean(len(llm.prompt_ids(p, method.max_input_tokens)) for p in method.prompts(train))
+        targets = statistics.mean(len(llm.target_ids(e.output or "", ctx.max_new_tokens)) for e in train)
         soft = method.module.n_tokens
-    return clock.step_seconds(), statistics.mean(inputs), soft + statistics.mean(inputs) + statistics.mean(targets)
+    return CellTiming(warm.step_seconds()[0], clock.step_seconds(), inputs, soft + inputs + targets)
 
 
-def oppu_cell(grid: Grid, examples: Sequence[Example], micro: int, length: int
-              ) -> tuple[list[float], float, float]:
-    """Step seconds (warm-up first), input tokens and sequence tokens per example.
+def oppu_pairs(grid: Grid, method: OPPU, examples: Sequence[Example], length: int) -> list[Pair]:
+    """``grid.batch`` per-user pairs as ``pairs_for`` makes them, lengthened to ``length`` tokens.
 
-    One job (one "user") of ``grid.batch`` pairs per step: pairs of the first users'
-    profiles as ``pairs_for`` makes them; which user a pair came from does not change
-    what a pass costs.
+    They come from the first users' profiles; which user a pair came from does not
+    change what a pass costs, so one job of them stands for one user's steps (a real
+    group of 16 users puts up to 16 x 16 rows in a step, cut into passes of
+    ``max_batch_examples`` rows the same way).
     """
-    clock = StepClock(math.ceil(grid.batch / micro))
+    count = token_counter(method.ctx.llm())
+    pairs: list[Pair] = []
+    for e in examples:
+        fillers = history_texts(grid.task, e)
+        pairs += [(lengthen(prompt, fillers, count, length), target) for prompt, target in method.pairs_for(e.profile)]
+        if len(pairs) >= grid.batch:
+            return pairs[: grid.batch]
+    raise ValueError(f"the profiles give {len(pairs)} OPPU pairs, fewer than --batch {grid.batch}")
+
+
+def oppu_cell(grid: Grid, examples: Sequence[Example], micro: int, length: int) -> CellTiming:
+    """OPPU's per-user trainer on one job of ``grid.batch`` pairs per step, after a
+    one-micro-batch warm-up run (same shapes, a fraction of a step's cost)."""
     params = method_params(OPPU, {"max_batch_examples": micro, "batch_size": grid.batch,
                                   "max_input_tokens": length}, profile="small")
     with tempfile.TemporaryDirectory() as tmp:
         method = OPPU(context(grid, Path(tmp)), params)
         llm = method.ctx.llm()
-        count = token_counter(llm)
-        pairs: list[Pair] = []
-        for e in examples:
-            fillers = history_texts(grid.task, e)
-            pairs += [(lengthen(p, fillers, count, length), t) for p, t in method.pairs_for(e.profile)]
-            if len(pairs) >= grid.batch:
-                break
-        if len(pairs) < grid.batch:
-            raise ValueError(f"the profiles give {len(pairs)} OPPU pairs, fewer than --batch {grid.batch}")
-        pairs = pairs[: grid.batch]
+        pairs = oppu_pairs(grid, method, examples, length)
         settings = method.settings(params.lr)
         names = method.module_names()
-        job = schedule(pairs, 1 + grid.steps, grid.batch, stable_seed(0, "bench-training"))  # one step per epoch
         init = fresh_lora(llm.model, names, params.r, stable_seed(0, "bench-training-init"))
+        warm = StepClock(1)
+        train_batched(ClockedBackbone(llm, warm), names, [[pairs[:micro]]], [init], settings)  # type: ignore[arg-type]
+        warm.stop()
+        clock = StepClock(math.ceil(grid.batch / micro))
+        job = schedule(pairs, grid.steps, grid.batch, stable_seed(0, "bench-training"))  # one step per epoch
         train_batched(ClockedBackbone(llm, clock), names, [job], [init], settings)  # type: ignore[arg-type]
         clock.stop()
-        inputs = [len(llm.prompt_ids(p, settings.max_input_tokens)) for p, _ in pairs]
-        targets = [len(llm.target_ids(t, settings.max_target_tokens)) for _, t in pairs]
-    return clock.step_seconds(), statistics.mean(inputs), statistics.mean(inputs) + statistics.mean(targets)
+        inputs = statistics.mean(len(llm.prompt_ids(prompt, settings.max_input_tokens)) for prompt, _ in pairs)
+        targets = statistics.mean(len(llm.target_ids(target, settings.max_target_tokens)) for _, target in pairs)
+    return CellTiming(warm.step_seconds()[0], clock.step_seconds(), inputs, inputs + targets)
 
 
-CELLS = {"pplug": pplug_cell, "oppu": oppu_cell}
+CELLS: dict[str, Callable[[Grid, Sequence[Example], int, int], CellTiming]] = {"pplug": pplug_cell, "oppu": oppu_cell}
 
 
 def measure(method: str, grid: Grid, examples: Sequence[Example], micro: int, length: int) -> dict[str, Any]:
     """One cell: load before and after, peak RSS, step times and the rates derived from them."""
     load_before = load_1m()
     per_cell = reset_peak_rss()
-    seconds, input_tokens, tokens = CELLS[method](grid, examples, micro, length)
+    timing = CELLS[method](grid, examples, micro, length)
     peak = peak_rss_mib()
     load_after = load_1m()
-    step = statistics.median(seconds[1:])
+    step = statistics.median(timing.step_seconds)
     cell = {"method": method, "micro_batch": micro, "max_input_tokens": length, "examples_per_step": grid.batch,
-            "passes_per_step": math.ceil(grid.batch / micro), "warmup_seconds": seconds[0],
-            "step_seconds": seconds[1:], "median_step_seconds": step, "examples_per_s": grid.batch / step,
-            "input_tokens_per_example": input_tokens, "tokens_per_example": tokens,
-            "tokens_per_s": grid.batch * tokens / step, "peak_rss_mib": peak,
+            "passes_per_step": math.ceil(grid.batch / micro), "warmup_seconds": timing.warmup_seconds,
+            "step_seconds": timing.step_seconds, "median_step_seconds": step,
+            "step_spread": max(timing.step_seconds) / min(timing.step_seconds) - 1,
+            "examples_per_s": grid.batch / step, "input_tokens_per_example": timing.input_tokens,
+            "tokens_per_example": timing.tokens, "tokens_per_s": grid.batch * timing.tokens / step, "peak_rss_mib": peak,
             "peak_rss_scope": "cell" if per_cell else "process", "load_before": load_before, "load_after": load_after}
     print(f"{method:<5} micro {micro:>3} x {length:>4} tokens: {step:7.2f} s/step, {cell['examples_per_s']:6.2f} ex/s, "
           f"{cell['tokens_per_s']:8.0f} tok/s, peak {peak:7.0f} MiB, load {load_before} -> {load_after}", flush=True)
@@ -337,22 +368,25 @@ def reading(method: str, cells: list[dict[str, Any]]) -> list[str]:
     lengths = sorted(best_by_length)
     if len(lengths) > 1:
         first, last = best_by_length[lengths[0]], best_by_length[lengths[-1]]
-        lines.append(f"- From {lengths[0]} to {lengths[-1]} input tokens ({last['tokens_per_example'] / first['tokens_per_example']:.2f}x "
-                     f"the tokens per example), the best examples/s falls to "
-                     f"{last['examples_per_s'] / first['examples_per_s']:.2f}x and the best tokens/s changes "
-                     f"{last['tokens_per_s'] / first['tokens_per_s']:.2f}x.")
+        lines.append(f"- From {lengths[0]} to {lengths[-1]} input tokens "
+                     f"({last['tokens_per_example'] / first['tokens_per_example']:.2f}x the tokens per example), the "
+                     f"best examples/s goes from {first['examples_per_s']:.2f} to {last['examples_per_s']:.2f} "
+                     f"({last['examples_per_s'] / first['examples_per_s']:.2f}x) and the best tokens/s from "
+                     f"{first['tokens_per_s']:.0f} to {last['tokens_per_s']:.0f} "
+                     f"({last['tokens_per_s'] / first['tokens_per_s']:.2f}x).")
     return lines
 
 
 def table(cells: list[dict[str, Any]]) -> list[str]:
     lines = ["| input tokens | micro-batch | passes/step | input tokens/example (real) | tokens/example | s/step "
-             "(median) | examples/s | tokens/s | vs baseline | peak RSS MiB | load before/after |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "(median) | spread | examples/s | tokens/s | vs baseline | peak RSS MiB | load before/after |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for c in cells:
         mark = " (baseline)" if c["baseline"] else ""
         lines.append(
             f"| {c['max_input_tokens']} | {c['micro_batch']}{mark} | {c['passes_per_step']} | "
             f"{c['input_tokens_per_example']:.1f} | {c['tokens_per_example']:.1f} | {c['median_step_seconds']:.2f} | "
+            f"{c['step_spread']:.1%} | "
             f"{c['examples_per_s']:.2f} | {c['tokens_per_s']:.0f} | **{c['ratio_vs_baseline']:.2f}x** | "
             f"{c['peak_rss_mib']:.0f} | {c['load_before']} / {c['load_after']} |")
     return lines
@@ -378,8 +412,9 @@ def markdown(res: dict[str, Any]) -> str:
            f"{res['llm']} + {res['encoder']}, synthetic {res['task']} train questions (OPPU: pairs from their "
            f"users' profiles), inputs lengthened with the user's own history texts until the LLM reads the cell's "
            f"input tokens. {res['batch']} examples per optimizer step in micro-batches of the cell's size; per cell "
-           f"one warm-up step, then the median of {res['steps']} timed steps. tokens/example counts the whole "
-           "sequence the LLM runs (soft tokens, input, target).", "",
+           f"a warm-up step over one micro-batch (the cell's shapes), then the median of {res['steps']} timed "
+           "step(s); spread = slowest / fastest timed step - 1. tokens/example counts the whole sequence the LLM "
+           "runs (soft tokens, input, target).", "",
            "**The micro-batch never changes the optimisation here**: both trainers accumulate gradients over "
            "micro-batches (PPlug weights each micro-batch's mean loss by its share of the step; OPPU divides each "
            "example's summed loss by its job's target tokens), so every size gives the same update to float "
@@ -445,10 +480,10 @@ def parser() -> argparse.ArgumentParser:
                     default=list(METHODS), help="comma-separated, of: " + ", ".join(METHODS))
     ap.add_argument("--micro-batches", type=int_list, default=[1, 2, 4, 8, 16], help="comma-separated")
     ap.add_argument("--lengths", type=int_list, default=[128, 256],
-                    help="comma-separated input token budgets (max_input_tokens); 512 adds about as much time "
-                         "as the two defaults together")
+                    help="comma-separated input token budgets (max_input_tokens); 512 adds about 5 minutes")
     ap.add_argument("--batch", type=int, default=16, help="examples per optimizer step (the small profile's)")
-    ap.add_argument("--steps", type=int, default=3, help="timed optimizer steps per cell, after one warm-up step")
+    ap.add_argument("--steps", type=int, default=1,
+                    help="timed optimizer steps per cell, after the warm-up (each extra step: ~5 min on the default grid)")
     ap.add_argument("--pplug-baseline", type=parse_cell, default=(2, 256), metavar="MICROxTOKENS")
     ap.add_argument("--oppu-baseline", type=parse_cell, default=(16, 256), metavar="MICROxTOKENS")
     ap.add_argument("--max-load", type=float, default=IDLE_LOAD_LIMIT,

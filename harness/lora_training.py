@@ -129,9 +129,7 @@ def train_sequential(backbone: Backbone, module_names: Sequence[str], jobs: Sequ
             sched = torch.optim.lr_scheduler.LambdaLR(
                 opt, lambda s, total=total: linear_warmup_decay(s, total, hp.warmup_ratio))
             for batch in steps:
-                loss = backbone.loss([p for p, _ in batch], [t for _, t in batch],
-                                     max_input_tokens=hp.max_input_tokens, max_target_tokens=hp.max_target_tokens)
-                loss.backward()
+                accumulate_minibatch_gradient(backbone, batch, hp)
                 torch.nn.utils.clip_grad_norm_(params, hp.max_grad_norm)
                 opt.step()
                 sched.step()
@@ -139,6 +137,27 @@ def train_sequential(backbone: Backbone, module_names: Sequence[str], jobs: Sequ
                 bar.update()
             out.append(get_peft_weights(layers))
     return out
+
+
+def accumulate_minibatch_gradient(backbone: Backbone, batch: Sequence[tuple[str, str]], hp: TrainSettings) -> None:
+    """Backpropagate one minibatch's token-mean loss in passes of ``hp.max_batch_examples``.
+
+    A minibatch that fits in one pass takes the plain ``Backbone.loss`` path. A larger one
+    is split, each example's summed token loss weighted by ``1 / (target tokens of the
+    whole minibatch)``, so the accumulated gradient is the same token-mean gradient (up
+    to float rounding): ``max_batch_examples`` bounds activation memory, never the maths.
+    """
+    prompts, targets = [p for p, _ in batch], [t for _, t in batch]
+    if len(batch) <= hp.max_batch_examples:
+        backbone.loss(prompts, targets, max_input_tokens=hp.max_input_tokens,
+                      max_target_tokens=hp.max_target_tokens).backward()
+        return
+    tokens = sum(len(backbone.target_ids(t, hp.max_target_tokens)) for t in targets)
+    for s in range(0, len(batch), hp.max_batch_examples):
+        per_example = backbone.loss(prompts[s : s + hp.max_batch_examples], targets[s : s + hp.max_batch_examples],
+                                    max_input_tokens=hp.max_input_tokens, max_target_tokens=hp.max_target_tokens,
+                                    per_example=True)
+        (per_example.sum() / tokens).backward()
 
 
 def train_batched(backbone: Backbone, module_names: Sequence[str], jobs: Sequence[Steps],

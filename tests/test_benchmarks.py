@@ -33,18 +33,20 @@ def one_thread() -> Iterator[None]:
 def training(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str, dict]:
     out = tmp_path_factory.mktemp("bench-training")
     res = bench_training.main([*TINY, "--task", "lamp3", "--micro-batches", "1,2", "--lengths", "16,32",
-                               "--batch", "2", "--steps", "1", "--pplug-baseline", "2x32",
+                               "--batch", "2", "--steps", "2", "--pplug-baseline", "2x32",
                                "--oppu-baseline", "1x16", "--out", str(out)])
     return res, (out / "bench_training.md").read_text(), json.loads((out / "bench_training.json").read_text())
 
 
-def test_training_grid_measures_every_cell_of_both_methods(training):
+def test_training_grid_measures_every_cell_of_both_methods(training):  # 2 micro-batches x 2 lengths
     res, _, written = training
     for payload in (res, written):
         cells = {(c["method"], c["micro_batch"], c["max_input_tokens"]) for c in payload["cells"]}
         assert cells == {(m, micro, n) for m in ("pplug", "oppu") for micro in (1, 2) for n in (16, 32)}
     for c in res["cells"]:
-        assert len(c["step_seconds"]) == 1  # one timed step after the warm-up
+        assert len(c["step_seconds"]) == 2  # the timed steps; the warm-up is apart
+        assert c["median_step_seconds"] == pytest.approx(sum(c["step_seconds"]) / 2)
+        assert c["step_spread"] >= 0.0
         assert c["passes_per_step"] == 2 // c["micro_batch"]
         assert c["examples_per_s"] == pytest.approx(2 / c["median_step_seconds"])
         assert c["peak_rss_mib"] > 0
@@ -75,11 +77,11 @@ def test_training_markdown_has_the_ratio_column_the_command_and_a_computed_readi
     assert md.count("(baseline)") == 2
     assert "python -m benchmarks.bench_training --llm tiny-causal" in md
     assert "never changes the optimisation" in md
-    reading = md.split("## Reading", 1)[1]
-    for method in ("pplug", "oppu"):
+    pplug_part, oppu_part = md.split("## Reading", 1)[1].split("\noppu (")
+    for method, part in (("pplug", pplug_part), ("oppu", oppu_part)):
         best = max((c for c in res["cells"] if c["method"] == method and c["max_input_tokens"] == 32),
                    key=lambda c: c["examples_per_s"])
-        assert f"at 32 input tokens the fastest micro-batch is **{best['micro_batch']}**" in reading.split(method, 2)[1]
+        assert f"at 32 input tokens the fastest micro-batch is **{best['micro_batch']}**" in part
 
 
 def test_training_rejects_a_baseline_outside_the_grid(tmp_path):
@@ -106,6 +108,15 @@ def test_generation_batch_sweep_is_relative_to_batch_one(decoding, task):
     assert sweep["n_labels"] == n_labels
     assert [r["prompts_per_pass"] for r in rows] == [1, 2, 4]  # OPTION_ROWS // 5 labels > 4: never capped here
     assert bench_generation.prompts_per_pass("constrained", 64, 100, 5) == OPTION_ROWS // 5
+
+
+def test_generation_sweep_does_not_retime_a_batch_size_that_runs_the_same_passes():
+    rows = bench_generation.batch_sweep(load_llm("tiny-causal"), "lamp7", "synthetic", 2, [1, 2, 4], "free", 4)["rows"]
+    assert [(r["batch_size"], r["prompts_per_pass"], r["timed_as"]) for r in rows] == [(1, 1, 1), (2, 2, 2), (4, 2, 2)]
+    assert rows[2]["examples_per_s"] == rows[1]["examples_per_s"]
+    md = "\n".join(bench_generation.sweep_markdown({"decoding": "free", "n": 2, "n_labels": 0, "rows": rows,
+                                                    "prompts_from": "synthetic lamp7 dev"}))
+    assert "| 4 | 2 (the passes of batch 2: its figures) |" in md
 
 
 def test_generation_main_writes_the_sweep_beside_the_existing_tables(tmp_path):

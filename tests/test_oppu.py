@@ -12,7 +12,16 @@ import torch
 from harness.api import Example, RunContext
 from harness.backbones import GenerationSettings, load_llm
 from harness.lora import default_targets, fresh_lora, load_lora, merged_lora, target_module_names
-from harness.lora_training import TrainSettings, peft_lora, schedule, stable_seed, train_batched, train_sequential
+from harness.lora_training import (
+    TrainSettings,
+    accumulate_minibatch_gradient,
+    peft_lora,
+    schedule,
+    set_peft_weights,
+    stable_seed,
+    train_batched,
+    train_sequential,
+)
 from harness.registries import METHODS, TASKS
 from methods.oppu import CONTINUE_PROMPT, OPPU, SMALL_TASK_CAPS, OPPUParams, TaskLoRA, TaskLoRAParams, user_pairs
 
@@ -92,6 +101,34 @@ def test_batched_training_equals_sequential_peft(llm):
         for n in names:
             torch.testing.assert_close(bat[n][0], seq[n][0], atol=1e-5, rtol=1e-4)
             torch.testing.assert_close(bat[n][1], seq[n][1], atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("llm", ["tiny-causal", "tiny-t5"])
+def test_micro_batches_give_the_one_pass_gradient(llm):
+    """``max_batch_examples`` bounds memory only: a 6-example minibatch in passes of 4 or 1
+    accumulates the gradient of one pass of 6 (the token mean over the whole minibatch)."""
+    backbone = load_llm(llm)
+    names = target_module_names(backbone.model, default_targets(backbone.model))
+    gen = torch.Generator().manual_seed(2)
+    init = {n: (0.1 * torch.randn(4, backbone.model.get_submodule(n).in_features, generator=gen),
+                0.1 * torch.randn(backbone.model.get_submodule(n).out_features, 4, generator=gen)) for n in names}
+    # Targets of different lengths: a per-pass mean would weight the passes wrongly.
+    pairs = [(f"prompt {i} " + "word " * i, f"target {i} " + "t " * (4 * (i % 3))) for i in range(6)]
+    grads = {}
+    with peft_lora(backbone.model, names, 4, 8) as layers:
+        set_peft_weights(layers, init)
+        params = [p for m in layers.values() for p in (m.lora_A["default"].weight, m.lora_B["default"].weight)]
+        for micro in (6, 4, 1):
+            hp = TrainSettings(r=4, alpha=8, lr=5e-3, weight_decay=1e-2, warmup_ratio=0.1, max_grad_norm=0.3,
+                               max_input_tokens=64, max_target_tokens=16, max_batch_examples=micro)
+            accumulate_minibatch_gradient(backbone, pairs, hp)
+            grads[micro] = [p.grad.clone() for p in params]
+            for p in params:
+                p.grad = None
+    assert max(g.abs().max().item() for g in grads[6]) > 1e-4
+    for micro in (4, 1):
+        for got, want in zip(grads[micro], grads[6]):
+            torch.testing.assert_close(got, want, atol=1e-7, rtol=1e-4)
 
 
 # -- isolation ------------------------------------------------------------------------------
