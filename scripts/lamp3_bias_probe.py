@@ -10,11 +10,12 @@ error near 0 in every group; one that only learned the task answers the populati
 rating, and so errs by about -bias (too high for harsh raters, too low for generous ones).
 
 Linear probes say where the signal is lost (ridge regressions, 5-fold cross-validated
-R^2): ``--history-text reference fields`` asks (1) whether the frozen history encoder's
+R^2, the penalty chosen by an inner cross-validation): ``--history-text reference fields`` asks (1) whether the frozen history encoder's
 embedding of one item predicts that item's ``score - stars`` and (2) whether the mean of
 a user's item embeddings predicts the user's bias (is the signal in what PPlug
 aggregates?); ``--persona RUN_DIR ...`` asks (3) whether a trained PPlug run's persona
-token predicts its user's bias (did aggregation, projection and training keep it?).
+token predicts its user's bias, and so does its attention-weighted history (Proj's
+input): is the signal lost in the aggregation or in the trained projection?
 
     python scripts/lamp3_bias_probe.py RUN_DIR ... [--history-text reference fields]
         [--persona PPLUG_RUN ...] [--out FILE.md]
@@ -59,12 +60,14 @@ def probe(runs: list[Path]) -> str:
     dev = {e.id: e for e in task.load_split(task, "synthetic", "dev", seed=0).examples}
     bias = {qid: user_bias(e.profile) for qid, e in dev.items()}
     groups = sorted(set(bias.values()))
-    lines = ["| run | " + " | ".join(f"bias {g:+d}: n, mean error, MAE" for g in groups) + " |",
-             "|---|" + "---|" * len(groups)]
+    lines = ["| run | " + " | ".join(f"bias {g:+d}: n, mean error, MAE" for g in groups)
+             + " | bias spread (harsh − generous mean error) |",
+             "|---|" + "---|" * (len(groups) + 1)]
     for run in runs:
         config = json.loads((run / "config.json").read_text())["config"]
-        label = config["method"] + "".join(f" {k}={v}" for k, v in sorted(config["params"].items())
-                                           if k in ("history_text", "soft_scale", "head_lr"))
+        label = f"{config['method']} ({run.name})" + "".join(
+            f" {k}={v}" for k, v in sorted(config["params"].items())
+            if k in ("history_text", "soft_scale", "head_lr", "center_history", "max_train_examples", "epochs"))
         errors: dict[int, list[float]] = defaultdict(list)
         for record in read_predictions(run / "predictions.jsonl").records.values():
             try:
@@ -76,22 +79,52 @@ def probe(runs: list[Path]) -> str:
         for g in groups:
             e = errors[g]
             cells.append(f"{len(e)}, {sum(e) / len(e):+.2f}, {sum(abs(x) for x in e) / len(e):.2f}" if e else "–")
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        means = {g: sum(errors[g]) / len(errors[g]) for g in groups if errors[g]}
+        # A method that ignores the bias errs by about -bias: spread 2; a fully personalized one: 0.
+        spread = f"{means[min(groups)] - means[max(groups)]:.2f}" if len(means) == len(groups) else "–"
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {spread} |")
     return "\n".join(lines)
 
 
-def ridge_r2(x: np.ndarray, y: np.ndarray, alpha: float = 1.0, folds: int = 5, seed: int = 0) -> float:
-    """5-fold cross-validated R^2 of a ridge regression (features standardised per fold)."""
-    order = np.random.default_rng(seed).permutation(len(y))
+ALPHAS = (1e-3, 1e-2, 1e-1, 1.0)  # ridge penalties (times the train size) tried per fold
+
+
+def _ridge_fit(x: np.ndarray, y: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """``(mu, sd, w, y_mean)`` of a ridge regression on standardised features."""
+    mu, sd = x.mean(0), x.std(0) + 1e-8
+    a = (x - mu) / sd
+    w = np.linalg.solve(a.T @ a + alpha * len(y) * np.eye(a.shape[1]), a.T @ (y - y.mean()))
+    return mu, sd, w, float(y.mean())
+
+
+def _ridge_predict(model: tuple[np.ndarray, np.ndarray, np.ndarray, float], x: np.ndarray) -> np.ndarray:
+    mu, sd, w, y_mean = model
+    return ((x - mu) / sd) @ w + y_mean
+
+
+def _folds(n: int, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    order = np.random.default_rng(seed).permutation(n)
+    return [(np.setdiff1d(order, order[k::folds]), order[k::folds]) for k in range(folds)]
+
+
+def ridge_r2(x: np.ndarray, y: np.ndarray, folds: int = 5, seed: int = 0) -> tuple[float, float]:
+    """``(R^2, median chosen alpha)``: 5-fold cross-validated R^2 of a ridge regression whose
+    penalty is chosen per outer fold by an inner 5-fold CV on that fold's train part.
+
+    The penalty matters: a signal carried by a low-variance direction (a per-user deviation
+    on top of a large shared component, as in a trained persona token) is shrunk away by a
+    strong fixed penalty, which would wrongly report it absent.
+    """
     pred = np.zeros_like(y, dtype=np.float64)
-    for k in range(folds):
-        test = order[k::folds]
-        train = np.setdiff1d(order, test)
-        mu, sd = x[train].mean(0), x[train].std(0) + 1e-8
-        a = (x[train] - mu) / sd
-        w = np.linalg.solve(a.T @ a + alpha * len(train) * np.eye(a.shape[1]), a.T @ (y[train] - y[train].mean()))
-        pred[test] = ((x[test] - mu) / sd) @ w + y[train].mean()
-    return float(1 - ((y - pred) ** 2).sum() / ((y - y.mean()) ** 2).sum())
+    chosen = []
+    for train, test in _folds(len(y), folds, seed):
+        def inner_error(alpha: float) -> float:
+            return sum(float(((_ridge_predict(_ridge_fit(x[train][a], y[train][a], alpha), x[train][b])
+                               - y[train][b]) ** 2).sum()) for a, b in _folds(len(train), folds, seed + 1))
+        alpha = min(ALPHAS, key=inner_error)
+        chosen.append(alpha)
+        pred[test] = _ridge_predict(_ridge_fit(x[train], y[train], alpha), x[test])
+    return float(1 - ((y - pred) ** 2).sum() / ((y - y.mean()) ** 2).sum()), float(np.median(chosen))
 
 
 def input_probes(how: str, encoder_name: str = "minilm-l6") -> tuple[str, np.ndarray, np.ndarray]:
@@ -110,15 +143,16 @@ def input_probes(how: str, encoder_name: str = "minilm-l6") -> tuple[str, np.nda
     items = [(t, sc, st) for t, sc in sorted(items) if (st := stars_of(t)) is not None]
     texts = [item_text(task, {"text": t, "score": sc}, how) for t, sc, _ in items]
     vectors = shared_cache(load_encoder(encoder_name)).embed(texts, normalize=True)
-    item_r2 = ridge_r2(vectors, np.array([int(sc) - st for _, sc, st in items], dtype=np.float64))
+    item_r2, item_alpha = ridge_r2(vectors, np.array([int(sc) - st for _, sc, st in items], dtype=np.float64))
     index = {text: i for i, text in enumerate(texts)}
     means = np.stack([np.mean([vectors[index[t]] for item in e.profile
                                if (t := item_text(task, item, how)) in index] or [np.zeros(vectors.shape[1])], axis=0)
                       for e in dev])
     biases = np.array([user_bias(e.profile) for e in dev], dtype=np.float64)
+    mean_r2, mean_alpha = ridge_r2(means, biases)
     sentence = (f"history_text={how}: one item's embedding -> its score - stars, R^2 = {item_r2:.2f} "
-                f"({len(items)} distinct dev history items); the mean of a user's item embeddings -> the "
-                f"user's bias, R^2 = {ridge_r2(means, biases):.2f} ({len(dev)} dev questions).")
+                f"(alpha {item_alpha:g}; {len(items)} distinct dev history items); the mean of a user's item "
+                f"embeddings -> the user's bias, R^2 = {mean_r2:.2f} (alpha {mean_alpha:g}; {len(dev)} dev questions).")
     return sentence, biases, means
 
 
@@ -139,14 +173,26 @@ def persona_probe(run: Path, biases: np.ndarray) -> str:
                      profile=config["profile"], decoding=config["decoding"], progress=False)
     method = cls(ctx, parse_params(cls.Params, config["params"]))
     method.load()
+    from methods.pplug import pad_rows
+
     dev = task.load_split(task, "synthetic", "dev", seed=0).examples
-    tokens = []
+    tokens, inputs = [], []
     with torch.no_grad():
         for start in range(0, len(dev), 32):
-            tokens.append(method.soft_tokens(dev[start : start + 32])[:, -1].float().cpu().numpy())
-    r2 = ridge_r2(np.concatenate(tokens), biases)
-    return (f"{config['method']} ({run.name}, history_text={config['params'].get('history_text')}): "
-            f"trained persona token -> the user's bias, R^2 = {r2:.2f}.")
+            batch = dev[start : start + 32]
+            tokens.append(method.soft_tokens(batch)[:, -1].float().cpu().numpy())
+            table, rows = method.history([e.profile for e in batch])
+            hist, mask = pad_rows(table, rows)
+            _, weights = method.module.persona([method.query_text(e) for e in batch], hist, mask)
+            inputs.append(torch.einsum("bn,bnd->bd", weights, hist).float().cpu().numpy())
+    (r2_in, a_in), (r2, a) = ridge_r2(np.concatenate(inputs), biases), ridge_r2(np.concatenate(tokens), biases)
+    scaled = np.concatenate(tokens)
+    deviation = float(np.linalg.norm(scaled - scaled.mean(0), axis=1).mean() / np.linalg.norm(scaled.mean(0)))
+    return (f"{config['method']} ({run.name}, history_text={config['params'].get('history_text')}, "
+            f"center_history={config['params'].get('center_history', False)}): its attention-weighted "
+            f"history (Proj's input) -> the user's bias, R^2 = {r2_in:.2f} (alpha {a_in:g}); the trained "
+            f"persona token (Proj's output) -> the user's bias, R^2 = {r2:.2f} (alpha {a:g}); the persona "
+            f"token's mean per-user deviation is {deviation:.1%} of the norm of its shared part.")
 
 
 def main() -> None:
