@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -113,32 +112,6 @@ def load_warning(loads: list[float | None], limit: float) -> str | None:
         return None
     return (f"**WARNING: the 1-minute load average exceeded {limit} in {len(over)} of {len(seen)} readings "
             f"(max {max(over):.2f}): other processes shared the cores, so these are NOT idle-machine figures.**")
-
-
-def reset_peak_rss() -> bool:
-    """Reset this process's peak resident set size (Linux ``/proc/self/clear_refs``).
-
-    Lets :func:`peak_rss_mib` report one measurement's peak instead of the process's
-    lifetime peak; False where the kernel does not allow it (then the peak is lifetime).
-    """
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
-
-
-def peak_rss_mib() -> float:
-    """Peak resident set size since the last :func:`reset_peak_rss` (else the process's), MiB."""
-    try:
-        match = re.search(r"VmHWM:\s+(\d+)\s+kB", Path("/proc/self/status").read_text())
-        if match:
-            return int(match.group(1)) / 1024
-    except OSError:
-        pass
-    import resource  # ru_maxrss: kilobytes on Linux, the lifetime peak only
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def write_result(name: str, payload: dict[str, Any], markdown: str, out: Path | None = None) -> None:

@@ -77,8 +77,6 @@ from benchmarks._common import (
     load_warning,
     machine,
     machine_line,
-    peak_rss_mib,
-    reset_peak_rss,
     write_result,
 )
 from harness.api import Example, RunContext, TaskSpec
@@ -87,6 +85,7 @@ from harness.lora import fresh_lora
 from harness.lora_training import Pair, schedule, stable_seed, train_batched
 from harness.params import method_params
 from harness.registries import TASKS
+from harness.runner import peak_rss_mb, reset_peak_rss
 from methods.oppu import OPPU
 from methods.pplug import PPlug
 
@@ -315,7 +314,7 @@ def measure(method: str, grid: Grid, examples: Sequence[Example], micro: int, le
     load_before = load_1m()
     per_cell = reset_peak_rss()
     timing = CELLS[method](grid, examples, micro, length)
-    peak = peak_rss_mib()
+    peak = peak_rss_mb()  # MiB
     load_after = load_1m()
     step = statistics.median(timing.step_seconds)
     cell = {"method": method, "micro_batch": micro, "max_input_tokens": length, "examples_per_step": grid.batch,

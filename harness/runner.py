@@ -97,16 +97,18 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def reset_peak_rss() -> None:
+def reset_peak_rss() -> bool:
     """Start a new peak-memory window, so a cell's peak is its own and not the sweep's.
 
     Linux resets the high-water mark (``VmHWM``) on writing 5 to ``clear_refs``; elsewhere
     this does nothing and :func:`peak_rss_mb` falls back to the whole process's peak.
+    Returns whether the window was reset (False: the next peak is the process's).
     """
     try:
         Path("/proc/self/clear_refs").write_text("5")
+        return True
     except OSError:
-        pass
+        return False
 
 
 def peak_rss_mb() -> float:
