@@ -50,7 +50,7 @@ import json
 import math
 import random
 from abc import abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -212,12 +212,15 @@ class SoftTokens(nn.Module):
         """Parameters trained at ``lr`` even when ``head_lr`` is set (PPlug's input encoder)."""
         return []
 
+    def saved_tensors(self) -> Iterator[tuple[str, torch.Tensor]]:
+        """What the weights file holds: every trainable tensor and the module's own fitted
+        buffers (e.g. PPlug's history mean), and nothing of the frozen models."""
+        yield from ((name, p) for name, p in self.named_parameters() if p.requires_grad)
+        yield from self.named_buffers(recurse=False)
+
     def trainable_state(self) -> dict[str, torch.Tensor]:
-        """Every trainable tensor and the module's own fitted buffers (e.g. PPlug's history
-        mean), and nothing of the frozen models, detached and contiguous for safetensors."""
-        state = {name: p.detach() for name, p in self.named_parameters() if p.requires_grad}
-        state.update({name: b.detach() for name, b in self.named_buffers(recurse=False)})
-        return {name: t.cpu().contiguous() for name, t in state.items()}
+        """:meth:`saved_tensors`, detached and contiguous for safetensors."""
+        return {name: t.detach().cpu().contiguous() for name, t in self.saved_tensors()}
 
 
 def param_groups(module: SoftTokens, lr: float, head_lr: float | None) -> list[dict[str, Any]]:
@@ -642,11 +645,10 @@ class SoftPromptMethod(Method):
         module = self.build()
         state = load_file(str(self.weights_path), device=str(self.ctx.device))
         missing, unexpected = module.load_state_dict(state, strict=False)
-        trainable = {name for name, q in module.named_parameters() if q.requires_grad}
-        trainable |= {name for name, _ in module.named_buffers(recurse=False)}
-        if unexpected or set(missing) & trainable:
+        saved = {name for name, _ in module.saved_tensors()}
+        if unexpected or set(missing) & saved:
             raise RuntimeError(f"{self.weights_path} does not match this module (missing "
-                               f"{sorted(set(missing) & trainable)[:5]}, unexpected {unexpected[:5]})")
+                               f"{sorted(set(missing) & saved)[:5]}, unexpected {unexpected[:5]})")
         self.module = module.eval()
         if self.config_path.exists():
             saved = json.loads(self.config_path.read_text())
