@@ -180,10 +180,11 @@ def persona_probe(run: Path, biases: np.ndarray) -> str:
     with torch.no_grad():
         for start in range(0, len(dev), 32):
             batch = dev[start : start + 32]
-            tokens.append(method.soft_tokens(batch)[:, -1].float().cpu().numpy())
             table, rows = method.history([e.profile for e in batch])
             hist, mask = pad_rows(table, rows)
-            _, weights = method.module.persona([method.query_text(e) for e in batch], hist, mask)
+            persona, weights = method.module.persona([method.query_text(e) for e in batch], hist, mask)
+            # The module's forward is assemble(persona(...)): one pass gives both probes.
+            tokens.append(method.module.assemble(persona)[:, -1].float().cpu().numpy())
             inputs.append(torch.einsum("bn,bnd->bd", weights, hist).float().cpu().numpy())
     (r2_in, a_in), (r2, a) = ridge_r2(np.concatenate(inputs), biases), ridge_r2(np.concatenate(tokens), biases)
     scaled = np.concatenate(tokens)
