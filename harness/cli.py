@@ -187,13 +187,17 @@ def table(
     resamples: Annotated[int, typer.Option(help="Bootstrap resamples for CIs and paired tests (0: none).")] = 1000,
     stat_seed: Annotated[int, typer.Option(help="Seed of the bootstrap draws.")] = 0,
     metrics: Annotated[str, typer.Option("--metrics", help="official (LaMP's scorer on the raw generation) or parsed; never mixed.")] = "official",
+    versus: Annotated[Optional[str], typer.Option(
+        help="Also test every column against this one: its label as printed, e.g. 'bm25 (k=4)', "
+             "or a method with a single column.")] = None,
 ) -> None:
     """Tabulate finished runs in the paper's layout, with 95% CIs and paired tests."""
     from harness.tables import render_table
 
     try:
         text = render_table(runs, which=which, fmt=fmt, paper=paper, out=out, resamples=resamples, seed=stat_seed,
-                            metric_set=metrics, notify=lambda m: err.print(m, highlight=False, markup=False))
+                            metric_set=metrics, versus=versus,
+                            notify=lambda m: err.print(m, highlight=False, markup=False))
     except ValueError as exc:
         _fail(str(exc))
     console.print(text, highlight=False, markup=False, soft_wrap=True)

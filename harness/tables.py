@@ -42,20 +42,40 @@ __all__ = ["FORMATS", "METRIC_SETS", "TABLES", "LoadedRuns", "Run", "Skipped", "
 
 
 def build_grids(runs: Sequence[Run], which: str, *, metric_set: str = "official", resamples: int = 1000,
-                seed: int = 0, roles: Roles | None = None) -> list[Grid]:
-    """One grid per setting (Table 2 puts LLM x encoder in the columns, not the setting), with statistics."""
+                seed: int = 0, roles: Roles | None = None, versus: str | None = None) -> list[Grid]:
+    """One grid per setting (Table 2 puts LLM x encoder in the columns, not the setting), with statistics.
+
+    ``versus`` names a column (label or single-column method) every column is also tested against.
+    """
     roles = roles or Roles()
     grids = []
     for setting, members in group_runs(runs, with_models=which != "2").items():
         grid = build_grid(which, setting, members, roles, metric_set=metric_set)
         if grid is None:
             continue
+        grid.versus = versus
         shown = {col.method for (_, col) in grid.cells}
         grid.notes[:0] = [roles.problems[m] for m in dict.fromkeys(c.method for c in grid.columns)
                           if m in shown and m in roles.problems]
         add_statistics(grid, roles, resamples=resamples, seed=seed)
         grids.append(grid)
+    if versus is not None:
+        _check_versus(grids, versus)
     return grids
+
+
+def _check_versus(grids: Sequence[Grid], versus: str) -> None:
+    """Refuse a ``versus`` name that picks no column, or that is a method with several columns."""
+    run = [c for g in grids for (_, c) in g.cells]  # Table 1 also lists columns nobody ran
+    labels = sorted({c.label for c in run})
+    if versus in labels:
+        return
+    by_method = {c.label for c in run if c.method == versus}
+    if len(by_method) > 1:
+        raise ValueError(f"--versus {versus!r} names a method with several columns; name one by its label: "
+                         + ", ".join(sorted(by_method)))
+    if not by_method:
+        raise ValueError(f"--versus {versus!r} is no column with runs in these tables; columns: {', '.join(labels)}")
 
 
 def _stderr(message: str) -> None:
@@ -64,7 +84,7 @@ def _stderr(message: str) -> None:
 
 def render_table(runs: Path, which: str = "1", fmt: str = "md", paper: bool = False, out: Path | None = None,
                  *, metric_set: str = "official", resamples: int = 1000, seed: int = 0,
-                 notify: Callable[[str], None] | None = None) -> str:
+                 notify: Callable[[str], None] | None = None, versus: str | None = None) -> str:
     """Render one of the paper's tables from the runs under ``runs``; write it and figures to ``out``.
 
     Mixed settings become separate tables, each with a header saying what it is. Skipped
@@ -84,7 +104,7 @@ def render_table(runs: Path, which: str = "1", fmt: str = "md", paper: bool = Fa
         detail = "".join(f"\n  skipped {s}" for s in loaded.skipped)
         raise ValueError(f"no usable finished runs under {runs} (a finished run has config.json, metrics.json "
                          f"and its predictions){detail}")
-    grids = build_grids(loaded.runs, which, metric_set=metric_set, resamples=resamples, seed=seed)
+    grids = build_grids(loaded.runs, which, metric_set=metric_set, resamples=resamples, seed=seed, versus=versus)
     if not grids:
         raise ValueError(f"no runs under {runs} belong in table {which!r} "
                          f"(methods present: {', '.join(sorted({r.method for r in loaded.runs}))})")

@@ -474,6 +474,38 @@ def test_pplug_is_tested_against_the_best_baseline(tmp_path):
     assert best.against == "bm25" and best.test.p > 0.05  # one example better than bm25: not significant
 
 
+def test_versus_tests_every_column_against_the_named_one(tmp_path):
+    golds = ["comedy"] * 40
+    make_run(tmp_path, "lamp2", "adhoc", ["x"] * 40, golds)
+    make_run(tmp_path, "lamp2", "bm25", ["comedy"] * 20 + ["x"] * 20, golds, params={"k": 1})
+    make_run(tmp_path, "lamp2", "bm25", ["comedy"] * 30 + ["x"] * 10, golds, params={"k": 4})
+    make_run(tmp_path, "lamp2", "recency", ["comedy"] * 38 + ["x"] * 2, golds)
+    grid = tables.build_grids(tables.load_runs(tmp_path).runs, "1", resamples=500, versus="bm25 (k=4)")[0]
+    by_label = {c.label: grid.cells[("lamp2", c)] for c in grid.columns if ("lamp2", c) in grid.cells}
+    assert set(by_label) == {"adhoc", "bm25 (k=1)", "bm25 (k=4)", "recency"}
+    recency = by_label["recency"].tests["versus"]["accuracy"]
+    assert recency.against == "bm25 (k=4)" and recency.test.advantage == pytest.approx(0.2) and recency.test.p < 0.05
+    assert by_label["bm25 (k=1)"].tests["versus"]["accuracy"].test.advantage == pytest.approx(-0.25)
+    assert by_label["adhoc"].tests["versus"]["accuracy"].test.advantage == pytest.approx(-0.75)
+    assert "accuracy" not in by_label["bm25 (k=4)"].tests["versus"]  # never tested against itself
+    text = render.render_markdown(grid)
+    assert "| tested row | column | vs adhoc | vs control | vs best baseline | vs bm25 (k=4) |" in text
+    assert "also tested against bm25 (k=4)" in text
+    rows = {(r["column"], r["metric"]): r for r in read_csv(tables.render_table(tmp_path, fmt="csv", resamples=500,
+                                                                                 versus="bm25 (k=4)"))}
+    assert rows[("recency", "accuracy")]["versus"] == "bm25 (k=4)"
+    assert float(rows[("recency", "accuracy")]["advantage_vs_versus"]) == pytest.approx(0.2)
+    assert rows[("bm25 (k=4)", "accuracy")]["p_vs_versus"] == ""
+    # a method with one column is named by its name; one with several columns must be named by label
+    grid = tables.build_grids(tables.load_runs(tmp_path).runs, "1", resamples=200, versus="recency")[0]
+    bm25_4 = next(c for c in grid.columns if c.label == "bm25 (k=4)")
+    assert grid.cells[("lamp2", bm25_4)].tests["versus"]["accuracy"].test.advantage == pytest.approx(-0.2)
+    with pytest.raises(ValueError, match="several columns.*bm25 \\(k=1\\), bm25 \\(k=4\\)"):
+        tables.render_table(tmp_path, resamples=0, versus="bm25")
+    with pytest.raises(ValueError, match="no column with runs in these tables; columns: adhoc, bm25"):
+        tables.render_table(tmp_path, resamples=0, versus="contriever")
+
+
 def test_several_seeds_show_mean_and_std(tmp_path):
     make_run(tmp_path, "lamp2", "pplug", ["comedy"] * 6 + ["x"] * 4, GOLD2, seed=0)
     make_run(tmp_path, "lamp2", "pplug", ["comedy"] * 8 + ["x"] * 2, GOLD2, seed=1)

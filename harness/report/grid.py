@@ -32,7 +32,7 @@ from harness.report.runs import Run
 TABLES = ("1", "ablation", "2", "3", "cost")
 TASK_ORDER = ("lamp1", "lamp2", "lamp3", "lamp4", "lamp5", "lamp6", "lamp7")
 #: The kinds of reference a cell is tested against (see :mod:`harness.report.significance`).
-REFERENCES = ("adhoc", "control", "best_baseline")
+REFERENCES = ("adhoc", "control", "best_baseline", "versus")
 
 
 @dataclass(frozen=True, order=True)
@@ -165,6 +165,8 @@ class Grid:
     cells: dict[tuple[str, Column], Cell]
     resamples: int = 0
     notes: list[str] = field(default_factory=list)
+    #: A column every other column is also tested against (``bench table --versus``), by label or method.
+    versus: str | None = None
 
     def rows(self) -> list[tuple[str, str]]:
         return [(t, m) for t in self.tasks for m in self.metrics[t]]

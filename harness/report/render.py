@@ -66,6 +66,8 @@ def header(grid: Grid) -> list[str]:
             stats_text += (f"; [95% CI] by bootstrap over examples ({grid.resamples} resamples); paired bootstrap "
                            f"on the same examples, p<{ALPHA}: † better than adhoc, ‡ better than the method's "
                            "declared control, § (PPlug families) better than the row's best baseline")
+            if grid.versus is not None:
+                stats_text += f"; every column is also tested against {grid.versus} (paired tests below; no marker)"
         stats_text += f"; bold: best; {MISSING}: not run"
         if any(c.under_budget for c in grid.cells.values()):
             stats_text += (f"; a number marked {UNDER_BUDGET} (struck through; in LaTeX parenthesised with "
@@ -124,15 +126,20 @@ def _advantage(comparison: Comparison | None, name: bool) -> str:
 def paired_rows(grid: Grid) -> tuple[list[str], list[list[str]]]:
     """The p-values behind the markers: one row per (task, metric, column) with a test."""
     head = ["tested row", "column", "vs adhoc", "vs control", "vs best baseline"]
+    if grid.versus is not None:
+        head.append(f"vs {grid.versus}")
     rows = []
     for task, metric in grid.rows():
         for col in grid.columns:
             cell = grid.cells.get((task, col))
             if cell is None or not any(metric in cell.tests[k] for k in cell.tests):
                 continue
-            rows.append([row_label(task, metric), col.label, _advantage(cell.tests["adhoc"].get(metric), False),
-                         _advantage(cell.tests["control"].get(metric), True),
-                         _advantage(cell.tests["best_baseline"].get(metric), True)])
+            row = [row_label(task, metric), col.label, _advantage(cell.tests["adhoc"].get(metric), False),
+                   _advantage(cell.tests["control"].get(metric), True),
+                   _advantage(cell.tests["best_baseline"].get(metric), True)]
+            if grid.versus is not None:
+                row.append(_advantage(cell.tests["versus"].get(metric), False))
+            rows.append(row)
     return head, rows
 
 
@@ -218,6 +225,7 @@ CSV_FIELDS = ("source", "table", "setting", "metric_set", "profile", "decoding",
               "trained_to_budget", "under_budget_value",
               "advantage_vs_adhoc", "p_vs_adhoc", "control", "advantage_vs_control", "p_vs_control",
               "best_baseline", "advantage_vs_best_baseline", "p_vs_best_baseline",
+              "versus", "advantage_vs_versus", "p_vs_versus",
               "n_examples", "data_kind", "data_checksum", "split", "runs")
 
 
@@ -275,6 +283,7 @@ def _csv_row(grid: Grid, task: str, col: Column, cell: Cell, metric: str, is_cos
         **_test_fields("adhoc", cell.tests["adhoc"].get(metric), named=False),
         **_test_fields("control", cell.tests["control"].get(metric), named=True),
         **_test_fields("best_baseline", cell.tests["best_baseline"].get(metric), named=True),
+        **_test_fields("versus", cell.tests["versus"].get(metric), named=True),
         "n_examples": first.n_examples, "data_kind": first.data.get("kind"),
         "data_checksum": first.data.get("checksum"), "split": first.split,
         "runs": ";".join(str(r.path) for r in cell.runs),

@@ -11,7 +11,9 @@ Each cell is tested against up to three references of its row (same LLM x encode
 * ``control`` — the method's declared control (PPlug vs prompt-tuning, OPPU vs
   task-lora): same budget and data without the user's history, so beating it is
   evidence of personalisation rather than task adaptation;
-* ``best_baseline`` — for the PPlug families, the best baseline-family column of the row.
+* ``best_baseline`` — for the PPlug families, the best baseline-family column of the row;
+* ``versus`` — the column the reader named (``bench table --versus``), for any claim the
+  three above do not cover (e.g. "a trained retriever adds nothing over BM25 at the same k").
 
 A cell whose fit stopped short of its budget is not the method's result: it gets no CI,
 no test, and serves as no reference. A task that is not registered here cannot be
@@ -131,9 +133,24 @@ def _paired_tests(grid: Grid, task: str, row: Mapping[Column, Cell], roles: Role
                 baselines = [c for c in same_models if roles.is_baseline(c.method)]
                 if baselines:
                     refs["best_baseline"] = max(baselines, key=lambda b: scored[b].value[metric] * (1 if up else -1))
+            if grid.versus is not None:
+                refs["versus"] = versus_column(grid.versus, [c for c in scored if c.models == col.models], col)
             for kind, ref in refs.items():
                 if ref is None:
                     continue
                 test = _test(cell, scored[ref], metric)
                 if test is not None:
                     cell.tests[kind][metric] = Comparison(ref.label, test)
+
+
+def versus_column(name: str, row: Sequence[Column], col: Column) -> Column | None:
+    """The column of ``row`` that ``name`` picks for ``col``'s test (None: none, or ``col`` itself).
+
+    ``name`` is a column's label as the table prints it (``bm25 (k=4)``), or a method name
+    when that method has a single column in the row; a method with several columns must be
+    named by label, so no test silently picks one of them.
+    """
+    by_label = [c for c in row if c.label == name]
+    by_method = [c for c in row if c.method == name]
+    found = by_label[0] if by_label else (by_method[0] if len(by_method) == 1 else None)
+    return None if found == col else found
