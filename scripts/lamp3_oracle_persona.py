@@ -9,12 +9,18 @@ does), i.e. an oracle persona with PPlug's soft-token machinery, budget and data
 oracle cannot shift the rating by the bias either, the backbone is the limit; if it can,
 the limit is PPlug's training signal.
 
-The oracle is registered in-process only (it reads a synthetic generator's hidden
-variable, so it is no method a user could run) and trained through the ordinary runner,
-so its cell has a config, hash, metrics and predictions like any other:
+A second channel, ``--channel lora-text``, gives the bias as plain text at the head of
+the prompt ("A generous rater: ...") and trains OPPU's task LoRA (``task-lora``, far more
+capacity than one soft token) on it. If the rating does not follow the bias even then,
+the frozen backbone with this budget is the limit; compare it with ``task-lora`` itself.
+
+The oracles are registered in-process only (they read a synthetic generator's hidden
+variable, so they are no method a user could run) and trained through the ordinary
+runner, so each cell has a config, hash, metrics and predictions like any other:
 
     python scripts/lamp3_oracle_persona.py --out results/convergence/runs
-    python scripts/lamp3_bias_probe.py results/convergence/runs/lamp3/oracle-bias-prompt/*
+    python scripts/lamp3_oracle_persona.py --channel lora-text --out results/convergence/runs
+    python scripts/lamp3_bias_probe.py results/convergence/runs/lamp3/oracle-*/*
 """
 
 from __future__ import annotations
@@ -25,14 +31,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import dataclasses
+
 import torch
 from torch import nn
 
 import methods  # noqa: F401 - registers the built-ins
 from harness.api import Example
+from harness.augment import AugmentedPrompt
 from harness.registries import METHODS
 from harness.runner import RunRequest, run
 from harness.soft_prompt import SoftScale, Unit
+from methods.oppu import TaskLoRA
 from methods.prompt_tuning import PromptTuning, TaskPrompt
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -84,20 +94,42 @@ class OracleBiasPrompt(PromptTuning):
         return self._tokens([GROUPS.index(user_bias(e.profile)) for e in batch])
 
 
-NAME = "oracle-bias-prompt"
+#: The rater's true bias group in words, put ahead of LaMP-3's prompt by the text oracle.
+BIAS_TAGS = {-1: "A harsh rater: this user scores one point below what the review's tone suggests.",
+             0: "A neutral rater: this user scores what the review's tone suggests.",
+             1: "A generous rater: this user scores one point above what the review's tone suggests."}
+
+
+class OracleBiasLoRA(TaskLoRA):
+    """OPPU's task LoRA trained and asked with the rater's true bias group in the prompt (diagnostic only)."""
+
+    description = "Diagnostic: the task LoRA with the true LaMP-3 bias group written ahead of the prompt."
+    family = "control"
+    version = 1
+
+    def augmented(self, examples: Sequence[Example]) -> list[AugmentedPrompt]:
+        prompts = super().augmented(examples)
+        return [dataclasses.replace(p, text=f"{BIAS_TAGS[user_bias(e.profile)]}\n{p.text}")
+                for p, e in zip(prompts, examples)]
+
+
+CHANNELS = {"soft-prompt": ("oracle-bias-prompt", OracleBiasPrompt), "lora-text": ("oracle-bias-lora", OracleBiasLoRA)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("results/convergence/runs"))
+    parser.add_argument("--channel", choices=sorted(CHANNELS), default="soft-prompt",
+                        help="how the oracle gets the bias: one task vector per group, or text + task LoRA")
     parser.add_argument("--limit", type=int, default=None, help="first N dev questions (default: all)")
     parser.add_argument("--llm", default="smollm2-135m")
     parser.add_argument("--encoder", default="minilm-l6")
     parser.add_argument("-p", "--param", action="append", default=[], help="KEY=VALUE, as bench run -p")
     args = parser.parse_args()
-    METHODS.register(NAME, OracleBiasPrompt)
+    name, cls = CHANNELS[args.channel]
+    METHODS.register(name, cls)
     params = dict(kv.split("=", 1) for kv in args.param)
-    result = run(RunRequest(task="lamp3", method=NAME, params=params, llm=args.llm, encoder=args.encoder,
+    result = run(RunRequest(task="lamp3", method=name, params=params, llm=args.llm, encoder=args.encoder,
                             data="synthetic", split="dev", out=args.out, limit=args.limit, profile="small",
                             decoding="constrained"))
     print(result)
