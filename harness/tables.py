@@ -57,10 +57,11 @@ def build_grids(runs: Sequence[Run], which: str, *, metric_set: str = "official"
         shown = {col.method for (_, col) in grid.cells}
         grid.notes[:0] = [roles.problems[m] for m in dict.fromkeys(c.method for c in grid.columns)
                           if m in shown and m in roles.problems]
-        add_statistics(grid, roles, resamples=resamples, seed=seed)
         grids.append(grid)
     if versus is not None:
-        _check_versus(grids, versus)
+        _check_versus(grids, versus)  # before the bootstrap, so a typo costs nothing
+    for grid in grids:
+        add_statistics(grid, roles, resamples=resamples, seed=seed)
     return grids
 
 

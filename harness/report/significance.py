@@ -5,7 +5,7 @@ Every cell of a row is rescored from its predictions on the same bootstrap draws
 grid's metric set: the raw generation for ``official``, the parsed prediction for
 ``parsed`` (:data:`harness.report.runs.PREDICTION_FIELD`).
 
-Each cell is tested against up to three references of its row (same LLM x encoder):
+Each cell is tested against up to four references of its row (same LLM x encoder):
 
 * ``adhoc`` — the untrained, unpersonalised baseline;
 * ``control`` — the method's declared control (PPlug vs prompt-tuning, OPPU vs
