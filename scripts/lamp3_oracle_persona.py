@@ -19,19 +19,18 @@ variable, so they are no method a user could run) and trained through the ordina
 runner, so each cell has a config, hash, metrics and predictions like any other:
 
     python scripts/lamp3_oracle_persona.py --out results/convergence/runs
-    python scripts/lamp3_oracle_persona.py --channel lora-text --out results/convergence/runs
+    python scripts/lamp3_oracle_persona.py --channel lora-text --out results/convergence/runs -p task_lr=1e-3
     python scripts/lamp3_bias_probe.py results/convergence/runs/lamp3/oracle-*/*
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-
-import dataclasses
 
 import torch
 from torch import nn
