@@ -34,7 +34,7 @@ from harness.report.render import (
 )
 from harness.report.roles import Roles
 from harness.report.runs import METRIC_SETS, LoadedRuns, Run, Skipped, load_runs
-from harness.report.significance import add_statistics
+from harness.report.significance import add_statistics, versus_candidates
 from harness.store import atomic_write_text
 
 __all__ = ["FORMATS", "METRIC_SETS", "TABLES", "LoadedRuns", "Run", "Skipped", "build_grids", "load_runs",
@@ -67,16 +67,14 @@ def build_grids(runs: Sequence[Run], which: str, *, metric_set: str = "official"
 
 def _check_versus(grids: Sequence[Grid], versus: str) -> None:
     """Refuse a ``versus`` name that picks no column, or that is a method with several columns."""
-    run = [c for g in grids for (_, c) in g.cells]  # Table 1 also lists columns nobody ran
-    labels = sorted({c.label for c in run})
-    if versus in labels:
-        return
-    by_method = {c.label for c in run if c.method == versus}
-    if len(by_method) > 1:
+    ran = [c for g in grids for (_, c) in g.cells]  # Table 1 also lists columns nobody ran
+    meant = {c.label for c in versus_candidates(versus, ran)}
+    if len(meant) > 1:
         raise ValueError(f"--versus {versus!r} names a method with several columns; name one by its label: "
-                         + ", ".join(sorted(by_method)))
-    if not by_method:
-        raise ValueError(f"--versus {versus!r} is no column with runs in these tables; columns: {', '.join(labels)}")
+                         + ", ".join(sorted(meant)))
+    if not meant:
+        raise ValueError(f"--versus {versus!r} is no column with runs in these tables; columns: "
+                         + ", ".join(sorted({c.label for c in ran})))
 
 
 def _stderr(message: str) -> None:

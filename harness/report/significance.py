@@ -143,14 +143,17 @@ def _paired_tests(grid: Grid, task: str, row: Mapping[Column, Cell], roles: Role
                     cell.tests[kind][metric] = Comparison(ref.label, test)
 
 
+def versus_candidates(name: str, columns: Sequence[Column]) -> list[Column]:
+    """The columns ``name`` can mean: the one with that label as printed (``bm25 (k=4)``),
+    else every column of the method called ``name``."""
+    return [c for c in columns if c.label == name] or [c for c in columns if c.method == name]
+
+
 def versus_column(name: str, row: Sequence[Column], col: Column) -> Column | None:
     """The column of ``row`` that ``name`` picks for ``col``'s test (None: none, or ``col`` itself).
 
-    ``name`` is a column's label as the table prints it (``bm25 (k=4)``), or a method name
-    when that method has a single column in the row; a method with several columns must be
-    named by label, so no test silently picks one of them.
+    A method with several columns must be named by label, so no test silently picks one
+    of them (:func:`harness.tables.build_grids` refuses such a name up front).
     """
-    by_label = [c for c in row if c.label == name]
-    by_method = [c for c in row if c.method == name]
-    found = by_label[0] if by_label else (by_method[0] if len(by_method) == 1 else None)
-    return None if found == col else found
+    found = versus_candidates(name, row)
+    return found[0] if len(found) == 1 and found[0] != col else None
