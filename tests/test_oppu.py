@@ -23,7 +23,7 @@ from harness.lora_training import (
     train_sequential,
 )
 from harness.registries import METHODS, TASKS
-from methods.oppu import CONTINUE_PROMPT, OPPU, SMALL_TASK_CAPS, OPPUParams, TaskLoRA, TaskLoRAParams, user_pairs
+from methods.oppu import CONTINUE_PROMPT, OPPU, SMALL_TASK, OPPUParams, TaskLoRA, TaskLoRAParams, user_pairs
 
 GEN = GenerationSettings(num_beams=2, max_new_tokens=5, batch_size=8, max_input_tokens=64)
 FAST = dict(r=4, lr=5e-3, task_lr=5e-3, batch_size=2, epochs=2, task_epochs=1, max_input_tokens=64,
@@ -256,13 +256,14 @@ def test_paper_defaults_are_the_reference_and_small_holds_the_cpu_caps():
     assert (small.max_train_examples, small.max_profile_items, small.max_input_tokens, small.max_target_tokens) == (
         256, 32, 256, 64)
     changed = {f for f in OPPUParams.__dataclass_fields__ if getattr(small, f) != getattr(paper, f)}
-    assert changed == {"max_train_examples", "max_profile_items", "max_input_tokens", "max_target_tokens"}
+    assert changed == {"max_train_examples", "max_profile_items", "max_input_tokens", "max_target_tokens", "task_lr"}
+    assert (paper.task_lr, small.task_lr, small.lr) == (1e-4, 1e-3, 1e-4)  # the per-user stage keeps the reference's
     # The control trains exactly OPPU's stage 1, in both profiles.
     for profile in ("paper", "small"):
         control = TaskLoRAParams(**TaskLoRA.profiles[profile])
         oppu = OPPUParams(**OPPU.profiles[profile])
         assert all(getattr(control, f) == getattr(oppu, f) for f in TaskLoRAParams.__dataclass_fields__)
-    assert TaskLoRA.profiles["small"] == SMALL_TASK_CAPS
+    assert TaskLoRA.profiles["small"] == SMALL_TASK
 
 
 @pytest.mark.parametrize("llm, task_leaves, user_leaves", [("tiny-causal", {"q_proj", "k_proj", "v_proj"},
