@@ -399,7 +399,8 @@ class Method(ABC):
     #: Bumped whenever the method's behaviour changes; enters the run hash.
     version: ClassVar[int] = 1
     #: Where the tables place the method: "baseline", "retrieval", "pplug", "peft",
-    #: "control", "optimized-retrieval" or a plugin's own family. Declared, never guessed.
+    #: "control", "optimized-retrieval", "prior" (answers without the LLM) or a plugin's
+    #: own family. Declared, never guessed.
     family: ClassVar[str] = "other"
     #: The registered name of the method this one is a variant (ablation) of, if any.
     variant_of: ClassVar[str | None] = None

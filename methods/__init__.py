@@ -2,6 +2,7 @@
 
 from harness.registries import METHODS
 from methods.adhoc import AdHoc
+from methods.answer_prior import Majority, UserMajority
 from methods.oppu import OPPU, TaskLoRA
 from methods.pplug import PPlug, PPlugMean, PPlugNoInst, PPlugRAG
 from methods.prompt_tuning import PromptTuning
@@ -13,6 +14,8 @@ from methods.ropg import (  # also registers the ropg-kd / ropg-rl retrievers
 from methods.rspg import RSPGPost, RSPGPre
 
 METHODS.register("adhoc", AdHoc, aliases=("ad-hoc",))
+METHODS.register("majority", Majority)
+METHODS.register("user-majority", UserMajority)
 METHODS.register("oppu", OPPU)
 METHODS.register("task-lora", TaskLoRA)
 METHODS.register("bm25", BM25RAG)

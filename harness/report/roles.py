@@ -36,7 +36,7 @@ BASELINE_FAMILIES: tuple[str, ...] = ("baseline", "retrieval", "optimized-retrie
 PERSONA_FAMILIES: tuple[str, ...] = (PPLUG_FAMILY, PPLUG_RETRIEVAL_FAMILY)
 #: Column order of families after the paper's nine columns; unknown families follow, then "other".
 FAMILY_ORDER: tuple[str, ...] = ("baseline", "retrieval", "optimized-retrieval", PPLUG_FAMILY,
-                                 PPLUG_RETRIEVAL_FAMILY, "peft", "control")
+                                 PPLUG_RETRIEVAL_FAMILY, "peft", "control", "prior")
 
 
 @dataclass(frozen=True)
