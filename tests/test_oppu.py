@@ -256,8 +256,9 @@ def test_paper_defaults_are_the_reference_and_small_holds_the_cpu_caps():
     assert (small.max_train_examples, small.max_profile_items, small.max_input_tokens, small.max_target_tokens) == (
         256, 32, 256, 64)
     changed = {f for f in OPPUParams.__dataclass_fields__ if getattr(small, f) != getattr(paper, f)}
-    assert changed == {"max_train_examples", "max_profile_items", "max_input_tokens", "max_target_tokens", "task_lr"}
-    assert (paper.task_lr, small.task_lr, small.lr) == (1e-4, 1e-3, 1e-4)  # the per-user stage keeps the reference's
+    assert changed == {"max_train_examples", "max_profile_items", "max_input_tokens", "max_target_tokens", "task_lr",
+                       "lr"}
+    assert (paper.task_lr, paper.lr, small.task_lr, small.lr) == (1e-4, 1e-4, 1e-3, 1e-3)
     # The control trains exactly OPPU's stage 1, in both profiles.
     for profile in ("paper", "small"):
         control = TaskLoRAParams(**TaskLoRA.profiles[profile])
