@@ -96,10 +96,7 @@ class UserMajority(Majority):
 
     def user_label(self, profile: Sequence[Mapping[str, Any]]) -> str | None:
         own = [label for item in profile if (label := as_label(item.get(self.field), self.labels)) is not None]
-        if not own:
-            return None
-        counts = Counter(own)
-        return min(counts, key=lambda label: (-counts[label], self.ranking.index(label)))
+        return ranked_labels(own, self.ranking)[0] if own else None  # ties: the train split's order
 
     def predict(self, batch: Sequence[Example]) -> list[str]:
         return [label if (label := self.user_label(e.profile)) is not None else self.ranking[0] for e in batch]
