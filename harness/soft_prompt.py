@@ -672,3 +672,35 @@ class SoftPromptMethod(Method):
         return {"trainable_parameters": float(sum(q.numel() for q in self.module.parameters() if q.requires_grad)),
                 "soft_tokens": float(self.module.n_tokens)}
 
+
+
+def restore(run: Path, device: str = "cpu") -> SoftPromptMethod:
+    """A finished soft-prompt run's trained method, rebuilt from its folder for inspection.
+
+    Probes and diagnostics read what a run learned (its persona tokens, its attention over
+    the history) without retraining: the method is rebuilt from ``config.json`` exactly as
+    the runner built it and loads ``artifacts/``. Raises ``FileNotFoundError`` naming the
+    file when the run has no config or no weights (results/ never holds weights: rerun
+    the cell to get them), ``TypeError`` when the run's method has no soft tokens.
+    """
+    from harness.params import parse_params
+    from harness.registries import METHODS, TASKS
+    from harness.settings import GenerationSettings
+
+    config_file = run / "config.json"
+    if not config_file.is_file():
+        raise FileNotFoundError(f"{config_file}: no run config (is {run} a run folder?)")
+    config = json.loads(config_file.read_text())["config"]
+    cls = METHODS.get(config["method"])
+    if not issubclass(cls, SoftPromptMethod):
+        raise TypeError(f"{run}: method {config['method']!r} has no soft tokens to restore")
+    ctx = RunContext(task=TASKS.get(config["task"]), llm_name=config["llm"], encoder_name=config["encoder"],
+                     seed=config["seed"], artifacts_dir=run / "artifacts", device=device,
+                     generation=GenerationSettings(**config["generation"]), profile=config["profile"],
+                     decoding=config["decoding"], progress=False)
+    method = cls(ctx, parse_params(cls.Params, config["params"]))
+    if not method.weights_path.is_file():
+        raise FileNotFoundError(f"{method.weights_path}: the run's trained weights are not here (results/ "
+                                "keeps no weights; rerun the cell to recreate them)")
+    method.load()
+    return method

@@ -160,21 +160,12 @@ def persona_probe(run: Path, biases: np.ndarray) -> str:
     """Probe (3): does a trained PPlug run's persona token predict its user's bias?"""
     import torch
 
-    from harness.api import RunContext
-    from harness.params import parse_params
-    from harness.registries import METHODS
-    from harness.settings import GenerationSettings
-
-    config = json.loads((run / "config.json").read_text())["config"]
-    task = TASKS.get("lamp3")
-    cls = METHODS.get(config["method"])
-    ctx = RunContext(task=task, llm_name=config["llm"], encoder_name=config["encoder"], seed=config["seed"],
-                     artifacts_dir=run / "artifacts", generation=GenerationSettings(**config["generation"]),
-                     profile=config["profile"], decoding=config["decoding"], progress=False)
-    method = cls(ctx, parse_params(cls.Params, config["params"]))
-    method.load()
+    from harness.soft_prompt import restore
     from methods.pplug import pad_rows
 
+    method = restore(run)
+    config = json.loads((run / "config.json").read_text())["config"]
+    task = method.ctx.task
     dev = task.load_split(task, "synthetic", "dev", seed=0).examples
     tokens, inputs = [], []
     with torch.no_grad():

@@ -417,3 +417,30 @@ def test_centring_is_recorded_only_when_on_so_earlier_cells_keep_their_hash():
     assert "center_history" not in recorded_params(PPlugParams())
     assert recorded_params(PPlugParams(center_history=True))["center_history"] is True
     assert recorded_params(PPlugParams())["max_history"] == 512  # ordinary fields always recorded
+
+
+def test_restore_rebuilds_a_finished_run_with_its_trained_weights(tmp_path):
+    from safetensors.torch import load_file
+
+    from harness.runner import RunRequest, run
+    from harness.soft_prompt import restore
+
+    def cell(method: str, params: dict) -> Path:
+        return run(RunRequest(task="lamp2", method=method, params=params, llm="tiny-causal", encoder="tiny-encoder",
+                              data="synthetic", limit=4, seed=0, out=tmp_path / "runs", progress=False,
+                              generation=GenerationSettings(num_beams=1, batch_size=4, max_new_tokens=4))).path
+
+    path = cell("pplug", {"max_steps": 2, "batch_size": 4, "micro_batch": 2, "max_train_examples": 12,
+                          "heldout_examples": 0, "max_history": 8})
+    method = restore(path)
+    assert isinstance(method, PPlug) and method.params.max_history == 8
+    saved = load_file(str(path / "artifacts" / WEIGHTS_FILE))
+    assert saved.keys() == method.module.trainable_state().keys()
+    assert all(torch.equal(saved[k], v) for k, v in method.module.trainable_state().items())
+    with pytest.raises(TypeError, match="no soft tokens"):
+        restore(cell("adhoc", {}))
+    (path / "artifacts" / WEIGHTS_FILE).unlink()
+    with pytest.raises(FileNotFoundError, match=WEIGHTS_FILE):
+        restore(path)
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        restore(tmp_path)

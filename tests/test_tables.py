@@ -371,6 +371,24 @@ def test_control_paired_test_is_present_and_the_control_sits_beside_its_method(t
     assert rows["adhoc"]["control"] == "" and rows["adhoc"]["p_vs_control"] == ""
 
 
+
+def test_the_control_is_the_column_with_the_same_shared_settings(tmp_path):
+    """PPlug with 4 soft tokens is tested against the control with 4, not the one with 1."""
+    golds = ["comedy"] * 40
+    make_run(tmp_path, "lamp2", "adhoc", ["x"] * 40, golds)
+    make_run(tmp_path, "lamp2", "prompt-tuning", ["comedy"] * 30 + ["x"] * 10, golds, params={"n_persona_tokens": 1})
+    make_run(tmp_path, "lamp2", "prompt-tuning", ["comedy"] * 10 + ["x"] * 30, golds, params={"n_persona_tokens": 4})
+    make_run(tmp_path, "lamp2", "pplug", ["comedy"] * 20 + ["x"] * 20, golds,
+             params={"n_persona_tokens": 4, "history_text": "fields"})
+    text = tables.render_table(tmp_path, which="1", resamples=300)
+    assert "prompt-tuning (n_persona_tokens=4): +0.250" in text
+    assert "no control column matches" not in text
+    make_run(tmp_path, "lamp2", "pplug", ["comedy"] * 20 + ["x"] * 20, golds,
+             params={"n_persona_tokens": 2, "history_text": "fields"})
+    text = tables.render_table(tmp_path, which="1", resamples=300)
+    assert "differs in the settings they share (n_persona_tokens=2 vs 1)" in text
+
+
 # -- budgets -------------------------------------------------------------------------------------------
 def test_an_under_budget_cell_is_not_shown_as_the_methods_result(tmp_path):
     golds = ["comedy"] * 40

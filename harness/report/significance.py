@@ -10,7 +10,10 @@ Each cell is tested against up to four references of its row (same LLM x encoder
 * ``adhoc`` — the untrained, unpersonalised baseline;
 * ``control`` — the method's declared control (PPlug vs prompt-tuning, OPPU vs
   task-lora): same budget and data without the user's history, so beating it is
-  evidence of personalisation rather than task adaptation;
+  evidence of personalisation rather than task adaptation. Where the control ran in
+  several settings, the column agreeing with the tested one on the settings both record
+  (soft-token count, learning rates, budget) is the reference, and the table notes any
+  shared setting in which the chosen control still differs;
 * ``best_baseline`` — for the PPlug families, the best baseline-family column of the row;
 * ``versus`` — the column the reader named (``bench table --versus``), for any claim the
   three above do not cover (e.g. "a trained retriever adds nothing over BM25 at the same k").
@@ -22,6 +25,7 @@ rescored; its cells keep metrics.json's values, without CIs, and the table says 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
@@ -124,7 +128,12 @@ def _paired_tests(grid: Grid, task: str, row: Mapping[Column, Cell], roles: Role
             }
             control = roles[col.method].control
             if control is not None:
-                refs["control"] = next((c for c in same_models if c.method == control), None)
+                refs["control"] = matched_control(col, [c for c in same_models if c.method == control])
+                differing = setting_differences(col, refs["control"]) if refs["control"] is not None else []
+                note = (f"{task} {col.label} is tested against its control {refs['control'].label}, which differs "
+                        f"in the settings they share ({', '.join(differing)}): no control column matches them")
+                if differing and note not in grid.notes:
+                    grid.notes.append(note)
                 if refs["control"] is None and any(c.method == control and c.models == col.models
                                                    for c in row if c != col):
                     grid.notes.append(f"{task} {col.label} vs its control {control}: no test (the control "
@@ -141,6 +150,19 @@ def _paired_tests(grid: Grid, task: str, row: Mapping[Column, Cell], roles: Role
                 test = _test(cell, scored[ref], metric)
                 if test is not None:
                     cell.tests[kind][metric] = Comparison(ref.label, test)
+
+
+def setting_differences(col: Column, other: Column) -> list[str]:
+    """``name=mine vs theirs`` for every parameter both columns record with different values."""
+    mine, theirs = json.loads(col.params_key), json.loads(other.params_key)
+    return [f"{k}={mine[k]} vs {theirs[k]}" for k in sorted(mine.keys() & theirs.keys()) if mine[k] != theirs[k]]
+
+
+def matched_control(col: Column, candidates: Sequence[Column]) -> Column | None:
+    """The control column to test ``col`` against: the one agreeing with it on the most of
+    the settings both record (PPlug with 4 soft tokens against the control with 4, not 1),
+    the first in table order on a tie; None when there is no candidate."""
+    return min(candidates, key=lambda c: len(setting_differences(col, c)), default=None)
 
 
 def versus_candidates(name: str, columns: Sequence[Column]) -> list[Column]:
