@@ -67,7 +67,8 @@ def probe(runs: list[Path]) -> str:
         config = json.loads((run / "config.json").read_text())["config"]
         label = f"{config['method']} ({run.name})" + "".join(
             f" {k}={v}" for k, v in sorted(config["params"].items())
-            if k in ("history_text", "soft_scale", "head_lr", "center_history", "max_train_examples", "epochs"))
+            if k in ("history_text", "soft_scale", "head_lr", "center_history", "max_train_examples", "epochs",
+                     "n_persona_tokens", "lr"))
         errors: dict[int, list[float]] = defaultdict(list)
         for record in read_predictions(run / "predictions.jsonl").records.values():
             try:
