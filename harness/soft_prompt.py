@@ -673,7 +673,6 @@ class SoftPromptMethod(Method):
                 "soft_tokens": float(self.module.n_tokens)}
 
 
-
 def restore(run: Path, device: str = "cpu") -> SoftPromptMethod:
     """A finished soft-prompt run's trained method, rebuilt from its folder for inspection.
 

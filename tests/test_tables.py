@@ -376,6 +376,9 @@ def test_the_control_is_the_column_with_the_same_shared_settings(tmp_path):
     """PPlug with 4 soft tokens is tested against the control with 4, not the one with 1."""
     golds = ["comedy"] * 40
     make_run(tmp_path, "lamp2", "adhoc", ["x"] * 40, golds)
+    make_run(tmp_path / "alone", "lamp2", "pplug", ["comedy"] * 20 + ["x"] * 20, golds)
+    alone = tables.render_table(tmp_path / "alone", which="1", resamples=50)
+    assert "‡" not in dict(zip(header_cells(alone), row_cells(table_lines(alone)[2])))["pplug"]  # no control run
     make_run(tmp_path, "lamp2", "prompt-tuning", ["comedy"] * 30 + ["x"] * 10, golds, params={"n_persona_tokens": 1})
     make_run(tmp_path, "lamp2", "prompt-tuning", ["comedy"] * 10 + ["x"] * 30, golds, params={"n_persona_tokens": 4})
     make_run(tmp_path, "lamp2", "pplug", ["comedy"] * 20 + ["x"] * 20, golds,

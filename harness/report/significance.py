@@ -129,11 +129,12 @@ def _paired_tests(grid: Grid, task: str, row: Mapping[Column, Cell], roles: Role
             control = roles[col.method].control
             if control is not None:
                 refs["control"] = matched_control(col, [c for c in same_models if c.method == control])
-                differing = setting_differences(col, refs["control"]) if refs["control"] is not None else []
-                note = (f"{task} {col.label} is tested against its control {refs['control'].label}, which differs "
-                        f"in the settings they share ({', '.join(differing)}): no control column matches them")
-                if differing and note not in grid.notes:
-                    grid.notes.append(note)
+                if refs["control"] is not None and (differing := setting_differences(col, refs["control"])):
+                    note = (f"{task} {col.label} is tested against its control {refs['control'].label}, which "
+                            f"differs in the settings they share ({', '.join(differing)}): no control column "
+                            "matches them")
+                    if note not in grid.notes:  # once per row, not once per metric
+                        grid.notes.append(note)
                 if refs["control"] is None and any(c.method == control and c.models == col.models
                                                    for c in row if c != col):
                     grid.notes.append(f"{task} {col.label} vs its control {control}: no test (the control "
