@@ -1,0 +1,63 @@
+"""Does a method write in the user's style on LaMP-7? (synthetic data only)
+
+The synthetic LaMP-7 generator (tasks/synthetic.py, ``_Tweets``) gives each tweeter a
+signature hashtag on every tweet, and often a catchphrase, an emoticon and all-lowercase
+writing; the input is a neutral paraphrase with none of it. ROUGE moves little when a
+method adds one hashtag, so this probe counts the style directly, per run:
+
+* the share of answers that carry the gold tweet's hashtag (the user's signature: no
+  input reveals it, only the history);
+* the share that carry any hashtag at all (the task's format, which a no-history
+  control can learn);
+* the share written all in lowercase, among questions whose gold is.
+
+    python scripts/lamp7_style_probe.py RUN_DIR [RUN_DIR ...] [--out FILE.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+
+from harness.store import read_predictions
+
+HASHTAG = re.compile(r"#\w+")
+
+
+def style(records: list[dict]) -> dict[str, float]:
+    """The three shares of the module docstring over ``records`` (raw answer and gold)."""
+    signed = [r for r in records if HASHTAG.search(r["gold"])]
+    lower = [r for r in records if r["gold"] == r["gold"].lower()]
+    return {
+        "questions": len(records),
+        "signature": sum(any(t in r["raw"] for t in HASHTAG.findall(r["gold"])) for r in signed) / max(1, len(signed)),
+        "any hashtag": sum(bool(HASHTAG.search(r["raw"])) for r in records) / max(1, len(records)),
+        "lowercase": sum(r["raw"].strip() == r["raw"].strip().lower() for r in lower) / max(1, len(lower)),
+        "lowercase golds": len(lower),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("runs", nargs="+", type=Path)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    lines = ["| run | questions | answers with the user's signature hashtag | answers with any hashtag "
+             "| lowercase answers (of lowercase golds) |", "|---|---|---|---|---|"]
+    for run in args.runs:
+        config = json.loads((run / "config.json").read_text())["config"]
+        if config["task"] != "lamp7":
+            raise SystemExit(f"{run}: a {config['task']} run; this probe reads LaMP-7 runs")
+        s = style(list(read_predictions(run / "predictions.jsonl").records.values()))
+        lines.append(f"| {config['method']} ({run.name}) | {s['questions']} | {s['signature']:.3f} "
+                     f"| {s['any hashtag']:.3f} | {s['lowercase']:.3f} (of {s['lowercase golds']}) |")
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
