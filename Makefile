@@ -15,15 +15,17 @@ test: setup
 bench: setup
 	.venv/bin/python -m benchmarks
 
-# The committed small-scale results: the classification sweep and the convergence study
+# The committed small-scale results: the classification sweep, the convergence study and LaMP-7
 # (finished cells are reused), then the tables, figures and training curves. CPU-only,
 # about two hours from scratch on 2 cores.
 SMALL := results/synthetic-small
+GEN := results/synthetic-generation-small
 results-small: setup
-	for s in classification convergence; do .venv/bin/bench sweep sweeps/$$s-small.toml; done
+	for s in classification convergence generation; do .venv/bin/bench sweep sweeps/$$s-small.toml; done
 	for f in md csv latex; do .venv/bin/bench table --runs $(SMALL)/runs --table 1 --format $$f --out $(SMALL); done
 	.venv/bin/bench table --runs $(SMALL)/runs --table cost --out $(SMALL)
-	.venv/bin/bench curves --runs $(SMALL)/runs --runs results/convergence/runs --out results/convergence
+	for t in 1 cost; do .venv/bin/bench table --runs $(GEN)/runs --table $$t --out $(GEN); done
+	.venv/bin/bench curves --runs $(SMALL)/runs --runs results/convergence/runs --runs $(GEN)/runs --out results/convergence
 
 # The real-data grid (needs ../shared/realdata or $$PERSONA_BENCH_REALDATA); run folders
 # hold the datasets' text and stay in runs/real, only the tables go to results/real.

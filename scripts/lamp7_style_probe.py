@@ -9,7 +9,8 @@ method adds one hashtag, so this probe counts the style directly, per run:
   input reveals it, only the history);
 * the share that carry any hashtag at all (the task's format, which a no-history
   control can learn);
-* the share written all in lowercase, among questions whose gold is.
+* the share written all in lowercase, among questions whose gold is and among the
+  others: a method that reads the user's habit lowercases the first far more often.
 
     python scripts/lamp7_style_probe.py RUN_DIR [RUN_DIR ...] [--out FILE.md]
 """
@@ -30,12 +31,19 @@ def style(records: list[dict]) -> dict[str, float]:
     """The three shares of the module docstring over ``records`` (raw answer and gold)."""
     signed = [r for r in records if HASHTAG.search(r["gold"])]
     lower = [r for r in records if r["gold"] == r["gold"].lower()]
+    other = [r for r in records if r["gold"] != r["gold"].lower()]
+
+    def lowercased(rows: list[dict]) -> float:
+        return sum(r["raw"].strip() == r["raw"].strip().lower() for r in rows) / max(1, len(rows))
+
     return {
         "questions": len(records),
         "signature": sum(any(t in r["raw"] for t in HASHTAG.findall(r["gold"])) for r in signed) / max(1, len(signed)),
         "any hashtag": sum(bool(HASHTAG.search(r["raw"])) for r in records) / max(1, len(records)),
-        "lowercase": sum(r["raw"].strip() == r["raw"].strip().lower() for r in lower) / max(1, len(lower)),
+        "lowercase": lowercased(lower),
         "lowercase golds": len(lower),
+        "lowercase elsewhere": lowercased(other),
+        "other golds": len(other),
     }
 
 
@@ -44,15 +52,17 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", type=Path)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    lines = ["| run | questions | answers with the user's signature hashtag | answers with any hashtag "
-             "| lowercase answers (of lowercase golds) |", "|---|---|---|---|---|"]
+    header = ("| run | questions | answers with the user's signature hashtag | answers with any hashtag "
+              "| lowercase answers: where the gold is lowercase / elsewhere |")
+    lines = [header, "|---|---|---|---|---|"]
     for run in args.runs:
         config = json.loads((run / "config.json").read_text())["config"]
         if config["task"] != "lamp7":
             raise SystemExit(f"{run}: a {config['task']} run; this probe reads LaMP-7 runs")
         s = style(list(read_predictions(run / "predictions.jsonl").records.values()))
         lines.append(f"| {config['method']} ({run.name}) | {s['questions']} | {s['signature']:.3f} "
-                     f"| {s['any hashtag']:.3f} | {s['lowercase']:.3f} (of {s['lowercase golds']}) |")
+                     f"| {s['any hashtag']:.3f} | {s['lowercase']:.3f} (of {s['lowercase golds']}) / "
+                     f"{s['lowercase elsewhere']:.3f} (of {s['other golds']}) |")
     text = "\n".join(lines)
     print(text)
     if args.out:
