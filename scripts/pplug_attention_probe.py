@@ -71,9 +71,9 @@ def attention(run: Path, batch_size: int = 32) -> tuple[PPlug, list[QuestionAtte
             batch = dev[start : start + batch_size]
             table, rows = method.history([e.profile for e in batch])
             hist, mask = pad_rows(table, rows)
-            q = method.module.encode_queries([method.query_text(e) for e in batch])
-            _, weights = method.module.persona([method.query_text(e) for e in batch], hist, mask)
-            scores = torch.einsum("bd,bnd->bn", q, hist)
+            queries = [method.query_text(e) for e in batch]
+            _, weights = method.module.persona(queries, hist, mask)  # the weights PPlug itself uses
+            scores = torch.einsum("bd,bnd->bn", method.module.encode_queries(queries), hist)
             for i, example in enumerate(batch):
                 n = int(mask[i].sum())
                 items = chronological(example.profile)[-method.params.max_history:]
