@@ -79,11 +79,17 @@ class PPlugParams(SoftPromptParams):
     # Not in the reference: subtract the train histories' mean embedding before Proj, so
     # Proj's weights see only how users differ (the shared part goes to its bias).
     center_history: bool = added_option(False)
+    # Not in the reference (its code has the division commented out: ``# / 0.5``): q and
+    # e_i are unit vectors, so at temperature 1 the softmax over scores in [-1, 1] is
+    # nearly uniform (results/convergence section 9); a smaller one lets attention select.
+    attention_temperature: float = added_option(1.0)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.max_history < 1:
             raise ValueError(f"max_history must be >= 1, got {self.max_history}")
+        if not self.attention_temperature > 0:
+            raise ValueError(f"attention_temperature must be > 0, got {self.attention_temperature}")
         if self.history_text not in HISTORY_TEXTS:
             raise ValueError(f"history_text must be one of {', '.join(HISTORY_TEXTS)}, got {self.history_text!r}")
 
@@ -100,16 +106,16 @@ SMALL_PROFILE: Mapping[str, Any] = {**SMALL_TRAINING, "max_history": 64}
 
 # -- the plug-in --------------------------------------------------------------------------
 def aggregate(q: torch.Tensor, history: torch.Tensor, projected: torch.Tensor, mask: torch.Tensor,
-              how: Aggregation) -> tuple[torch.Tensor, torch.Tensor]:
+              how: Aggregation, temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """``(P, w)``: ``P = sum_i w_i projected_i`` with ``w`` over the unmasked items.
 
     ``q`` is ``[B, d_enc]``, ``history`` ``[B, N, d_enc]``, ``projected`` ``[B, N, d_out]``
-    and ``mask`` ``[B, N]`` (True for real items). ``attention`` uses ``softmax(q . e_i)``;
-    ``mean`` is uniform. A user without history gets all-zero weights (and so ``P = 0``)
+    and ``mask`` ``[B, N]`` (True for real items). ``attention`` uses
+    ``softmax(q . e_i / temperature)`` (the reference's temperature is 1); ``mean`` is uniform. A user without history gets all-zero weights (and so ``P = 0``)
     rather than the NaNs a softmax over nothing would give.
     """
     if how == "attention":
-        scores = torch.einsum("bd,bnd->bn", q, history).masked_fill(~mask, float("-inf"))
+        scores = (torch.einsum("bd,bnd->bn", q, history) / temperature).masked_fill(~mask, float("-inf"))
         weights = torch.softmax(scores, dim=-1).nan_to_num(0.0)
     elif how == "mean":
         weights = mask.to(projected.dtype) / mask.sum(dim=-1, keepdim=True).clamp(min=1)
@@ -127,11 +133,12 @@ class PersonaPlug(SoftTokens):
 
     def __init__(self, encoder: TextEncoder, d_llm: int, scale: float, aggregation: Aggregation,
                  instruction: bool, soft_scale: SoftScale = "reference", n_persona_tokens: int = 1,
-                 center: bool = False) -> None:
+                 center: bool = False, temperature: float = 1.0) -> None:
         super().__init__(encoder.dim, d_llm, scale=scale, soft_scale=soft_scale, instruction=instruction,
                          n_slots=n_persona_tokens)
         self.encoder = encoder  # tokenizer and pooling; its own weights stay frozen
         self.center = center
+        self.temperature = temperature
         if center:  # fitted once from the train histories (PPlug.prepare), saved with the weights
             self.register_buffer("history_mean", torch.zeros(encoder.dim))
         self.input_encoder: torch.nn.Module | None = None
@@ -158,7 +165,7 @@ class PersonaPlug(SoftTokens):
         else:
             q = self.encode_queries(queries)
         items = history - self.history_mean if self.center else history
-        return aggregate(q, history, self.proj(items), mask, self.aggregation)
+        return aggregate(q, history, self.proj(items), mask, self.aggregation, self.temperature)
 
     def forward(self, queries: Sequence[str], history: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         persona, _ = self.persona(queries, history, mask)
@@ -227,7 +234,7 @@ class PPlug(SoftPromptMethod):
         torch.manual_seed(self.ctx.seed)
         plug = PersonaPlug(self.ctx.encoder(), llm.hidden_size, self.embedding_scale(), self.aggregation,
                            self.instruction, soft_scale=p.soft_scale, n_persona_tokens=p.n_persona_tokens,
-                           center=p.center_history)
+                           center=p.center_history, temperature=p.attention_temperature)
         return plug.to(self.ctx.device)
 
     def query_text(self, example: Example) -> str:

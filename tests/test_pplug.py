@@ -127,6 +127,24 @@ def test_attention_weights_sum_to_one_and_ignore_padding():
         assert torch.allclose(persona[i], alone[0], atol=1e-6)
 
 
+def test_attention_temperature_sharpens_the_weights_and_is_exact_at_one():
+    torch.manual_seed(1)
+    q = torch.nn.functional.normalize(torch.randn(2, 8), dim=-1)
+    history = torch.nn.functional.normalize(torch.randn(2, 6, 8), dim=-1)
+    projected, mask = torch.randn(2, 6, 4), torch.ones(2, 6, dtype=torch.bool)
+    plain = aggregate(q, history, projected, mask, "attention")
+    assert all(torch.equal(a, b) for a, b in zip(plain, aggregate(q, history, projected, mask, "attention", 1.0)))
+    _, sharp = aggregate(q, history, projected, mask, "attention", 0.05)
+    assert torch.allclose(sharp, torch.softmax(torch.einsum("bd,bnd->bn", q, history) / 0.05, dim=-1))
+    assert torch.all(sharp.max(-1).values > plain[1].max(-1).values)
+    from harness.params import recorded_params
+
+    assert "attention_temperature" not in recorded_params(PPlugParams())  # earlier cells keep their hash
+    assert recorded_params(PPlugParams(attention_temperature=0.05))["attention_temperature"] == 0.05
+    with pytest.raises(ValueError, match="attention_temperature"):
+        PPlugParams(attention_temperature=0.0)
+
+
 def test_user_without_history_gets_zero_persona_not_nan():
     q = torch.randn(1, 4)
     persona, weights = aggregate(q, torch.zeros(1, 1, 4), torch.ones(1, 1, 3), torch.zeros(1, 1, dtype=torch.bool),
