@@ -50,7 +50,8 @@ def test_registered_as_pplugs_control():
     assert METHODS.get("prompt-tuning") is PromptTuning
     assert PromptTuning.family == "control" and PPlug.control == "prompt-tuning"
     assert PromptTuning.uses_train
-    shared = {f.name for f in dataclasses.fields(PPlugParams)} - {"max_history", "history_text", "center_history"}
+    history_only = {"max_history", "history_text", "center_history", "attention_temperature"}
+    shared = {f.name for f in dataclasses.fields(PPlugParams)} - history_only
     assert shared == {f.name for f in dataclasses.fields(PromptTuningParams)}
     small_pplug = dict(PPlug.profiles["small"])
     small_pplug.pop("max_history")
