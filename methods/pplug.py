@@ -81,7 +81,8 @@ class PPlugParams(SoftPromptParams):
     center_history: bool = added_option(False)
     # Not in the reference (its code has the division commented out: ``# / 0.5``): q and
     # e_i are unit vectors, so at temperature 1 the softmax over scores in [-1, 1] is
-    # nearly uniform (results/convergence section 9); a smaller one lets attention select.
+    # nearly uniform (results/convergence section 9). A smaller one makes it select; on
+    # synthetic LaMP-2, T = 0.1 selected the wrong items and lost accuracy (same section).
     attention_temperature: float = added_option(1.0)
 
     def __post_init__(self) -> None:
@@ -111,8 +112,9 @@ def aggregate(q: torch.Tensor, history: torch.Tensor, projected: torch.Tensor, m
 
     ``q`` is ``[B, d_enc]``, ``history`` ``[B, N, d_enc]``, ``projected`` ``[B, N, d_out]``
     and ``mask`` ``[B, N]`` (True for real items). ``attention`` uses
-    ``softmax(q . e_i / temperature)`` (the reference's temperature is 1); ``mean`` is uniform. A user without history gets all-zero weights (and so ``P = 0``)
-    rather than the NaNs a softmax over nothing would give.
+    ``softmax(q . e_i / temperature)`` (the reference's temperature is 1); ``mean`` is
+    uniform. A user without history gets all-zero weights (and so ``P = 0``) rather than
+    the NaNs a softmax over nothing would give.
     """
     if how == "attention":
         scores = (torch.einsum("bd,bnd->bn", q, history) / temperature).masked_fill(~mask, float("-inf"))
