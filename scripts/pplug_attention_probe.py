@@ -124,7 +124,8 @@ def render(results: Sequence[tuple[Path, PPlug, dict[str, float]]], temperatures
     for run, method, f in results:
         p = method.params
         label = (f"{method.ctx.task.name} {type(method).__name__} {run.name} (history_text={p.history_text}, "
-                 f"center_history={p.center_history}, tokens={p.n_persona_tokens})")
+                 f"center_history={p.center_history}, tokens={p.n_persona_tokens}"
+                 + (f", attention_temperature={p.attention_temperature:g})" if p.attention_temperature != 1 else ")"))
         hot_cells = "".join(f" | {f[f'gold mass T={t:g}']:.3f}" for t in temperatures)
         lines.append(f"| {label} | {f['questions']:.0f} | {f['items']:.1f} | {f['effective share']:.3f} "
                      f"| {f['max weight x items']:.2f} | {f['score spread']:.3f} "
