@@ -97,29 +97,42 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+# What the resident size may grow between the reset and the check that it took.
+PEAK_RESET_SLACK_MB = 16.0
+
+
+def _status_mb(field: str) -> float | None:
+    """One memory figure (MiB) of this process from ``/proc/self/status``; None off Linux."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024.0
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def reset_peak_rss() -> bool:
     """Start a new peak-memory window, so a cell's peak is its own and not the sweep's.
 
-    Linux resets the high-water mark (``VmHWM``) on writing 5 to ``clear_refs``; elsewhere
-    this does nothing and :func:`peak_rss_mb` falls back to the whole process's peak.
-    Returns whether the window was reset (False: the next peak is the process's).
+    Linux resets the high-water mark (``VmHWM``) on writing 5 to ``clear_refs``. Some
+    kernels and sandboxes accept the write and keep the old mark, so the reset counts only
+    when the mark has fallen to the current resident size. Returns whether the window was
+    reset; False means :func:`peak_rss_mb` reports the whole process's peak, and the run
+    records that scope beside the figure.
     """
     try:
         Path("/proc/self/clear_refs").write_text("5")
-        return True
     except OSError:
         return False
+    peak, resident = _status_mb("VmHWM"), _status_mb("VmRSS")
+    return peak is not None and resident is not None and peak <= resident + PEAK_RESET_SLACK_MB
 
 
 def peak_rss_mb() -> float:
     """Peak resident memory (MiB) since the last :func:`reset_peak_rss` (Linux), else of the process."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024.0
-    except (OSError, ValueError, IndexError):
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    peak = _status_mb("VmHWM")
+    return peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def storage_cost(artifacts: Path) -> dict[str, float]:
@@ -214,7 +227,7 @@ def run(request: RunRequest, on_batch: Callable[[int], None] | None = None) -> R
             return RunResult(rundir.path, json.loads(rundir.metrics_path.read_text()), reused=True)
         notice(f"finished run {rundir.path} is damaged, repairing it (valid predictions are kept): "
                + "; ".join(damaged))
-    reset_peak_rss()
+    peak_scope = "cell" if reset_peak_rss() else "process"
     seed_everything(config.seed)
     ctx = RunContext(task=task, llm_name=config.llm, encoder_name=config.encoder, seed=config.seed,
                      artifacts_dir=rundir.artifacts, generation=config.generation, device=request.device,
@@ -234,7 +247,7 @@ def run(request: RunRequest, on_batch: Callable[[int], None] | None = None) -> R
         rundir.write_config({"provenance": provenance(), "data_source": _source_dict(plan.split),
                              "method_description": plan.method_cls.description})
         _predict(method, task, examples, rundir, request, on_batch)
-        metrics = _finish(task, method, examples, rundir, fit_info, plan.split)
+        metrics = _finish(task, method, examples, rundir, fit_info, plan.split, peak_scope)
     if metrics is None and config.shard is None:
         raise RuntimeError(f"run {rundir.path}: predictions are missing after predicting every batch")
     return RunResult(rundir.path, metrics or {}, reused=False)
@@ -344,8 +357,11 @@ def _check_golds(examples: Sequence[Example], split: Split) -> None:
 
 
 def _finish(task: TaskSpec, method: Method, examples: Sequence[Example], rundir: RunDir,
-            fit_info: Mapping[str, Any], split: Split) -> dict[str, Any] | None:
+            fit_info: Mapping[str, Any], split: Split, peak_scope: str) -> dict[str, Any] | None:
     """Write metrics once every example has a prediction (all shards, when sharded).
+
+    ``peak_scope`` says whether the peak-memory figures are this cell's own ("cell") or the
+    whole process's ("process", where the kernel kept the old high-water mark).
 
     ``official`` scores the stripped raw generation exactly as LaMP's evaluation script
     does; ``parsed`` scores ``task.parse_output(raw)``, a separate, labelled metric set.
@@ -375,6 +391,7 @@ def _finish(task: TaskSpec, method: Method, examples: Sequence[Example], rundir:
             "predict_seconds": seconds,
             "predict_seconds_per_example": seconds / len(ordered),
             "peak_rss_mb": peak_rss_mb(),
+            "peak_rss_scope": peak_scope,
             **storage_cost(rundir.artifacts),
             **method.cost(),
         },

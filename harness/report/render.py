@@ -347,7 +347,10 @@ def cost_rows(grid: Grid) -> tuple[list[str], list[list[str]]]:
             costs = []
             for f in fields:
                 values = [r.cost[f] for r in cell.runs if f in r.cost]
-                costs.append(human(float(np.mean(values)), f) if values else MISSING)
+                text = human(float(np.mean(values)), f) if values else MISSING
+                if f == "peak_rss_mb" and any(r.cost.get("peak_rss_scope") == "process" for r in cell.runs):
+                    text += " (process peak)"  # the kernel kept the old mark: not this cell's own
+                costs.append(text)
             rows.append([task, col.label, quality, *costs])
     return head, rows
 
