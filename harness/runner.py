@@ -373,6 +373,9 @@ def _finish(task: TaskSpec, method: Method, examples: Sequence[Example], rundir:
     golds = [e.output or "" for e in examples]
     config = rundir.config
     seconds = sum(float(r["seconds"]) for r in ordered)
+    # fit_summary() again: methods that train per user while predicting (OPPU's stage 2)
+    # know their full budget only now; the fit and cost blocks both carry the final record.
+    fit_final = {**fit_info, **(method.fit_summary() if method.uses_train else {})}
     metrics = {
         "task": task.name,
         "method": config.method,
@@ -383,11 +386,9 @@ def _finish(task: TaskSpec, method: Method, examples: Sequence[Example], rundir:
         "n_examples": len(examples),
         "n_users": len({e.user_key for e in examples}),
         "data_source": _source_dict(split),
-        # fit_summary() again: methods that train per user while predicting (OPPU's stage
-        # 2) know their full budget only now.
-        "fit": {**fit_info, **(method.fit_summary() if method.uses_train else {})},
+        "fit": fit_final,
         "cost": {
-            **fit_info,
+            **fit_final,
             "predict_seconds": seconds,
             "predict_seconds_per_example": seconds / len(ordered),
             "peak_rss_mb": peak_rss_mb(),

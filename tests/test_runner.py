@@ -160,6 +160,34 @@ def test_run_records_whether_its_peak_memory_is_its_own(tmp_path):
     assert result.metrics["cost"]["peak_rss_scope"] == scope
 
 
+def test_fit_record_written_after_prediction_reaches_the_cost_block(tmp_path):
+    """A method that trains while predicting (OPPU's per-user stage) knows its full budget
+    only at the end: metrics.json's fit and cost blocks must both carry the final figures."""
+    from harness.api import Method
+    from harness.registries import METHODS
+
+    class TrainsWhilePredicting(Method):
+        uses_train = True
+
+        def __init__(self, ctx, params=None):
+            super().__init__(ctx, params)
+            self.users_trained = 0
+
+        def predict(self, batch):
+            self.users_trained += len(batch)
+            return ["comedy"] * len(batch)
+
+        def fit_summary(self):
+            return {"users_trained": self.users_trained}
+
+    METHODS.register("trains-while-predicting", TrainsWhilePredicting)
+    try:
+        metrics = run(request(tmp_path, method="trains-while-predicting", limit=5)).metrics
+    finally:
+        METHODS.unregister("trains-while-predicting")
+    assert metrics["fit"]["users_trained"] == metrics["cost"]["users_trained"] == 5
+
+
 def test_storage_cost_splits_shared_and_per_user_bytes(tmp_path):
     from harness.runner import storage_cost
 
