@@ -21,6 +21,11 @@ from harness.report.metric_info import arrow
 from harness.report.runs import Run, load_runs
 
 LOSS_FILE = "loss.json"
+# A cell has converged when its held-out loss moved by less than STILL_FALLING (relative)
+# over its last TAIL_EVALUATIONS evaluations. 1% of a loss near 1 is about the noise of a
+# 64-question held-out set between neighbouring evaluations.
+TAIL_EVALUATIONS = 3
+STILL_FALLING = 0.01
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,22 @@ class Curve:
     @property
     def best_heldout(self) -> float | None:
         return min(self.heldout_loss) if self.heldout_loss else None
+
+    def convergence(self) -> str:
+        """Whether the held-out loss had stopped improving when training ended.
+
+        Read off the last :data:`TAIL_EVALUATIONS` held-out evaluations: early stopping, or
+        a relative change smaller than :data:`STILL_FALLING`, counts as converged; a larger
+        drop says the budget, not the data, ended the training.
+        """
+        if self.early_stopped:
+            return "yes (early stop)"
+        if len(self.heldout_loss) < TAIL_EVALUATIONS:
+            return "–"
+        first, last = self.heldout_loss[-TAIL_EVALUATIONS], self.heldout_loss[-1]
+        change = (last - first) / first
+        verdict = "no: still falling" if change < -STILL_FALLING else "yes: flat"
+        return f"{verdict} ({change:+.1%} over the last {TAIL_EVALUATIONS} evaluations)"
 
 
 def cell_label(run: Run, all_params: Sequence[Mapping[str, Any]]) -> str:
@@ -121,13 +142,13 @@ def curves_markdown(curves: Sequence[Curve], metric_set: str = "official") -> st
         rows = [c for c in curves if c.run.task == task]
         metrics = list(rows[0].run.metrics(metric_set)) if rows else []
         lines += [f"### {task}", "",
-                  "| cell | steps / budget | early stop | best held-out loss (step) | "
+                  "| cell | steps / budget | early stop | best held-out loss (step) | converged | "
                   + " | ".join(f"{m} {arrow(m)}" for m in metrics) + " |",
-                  "|---|---|---|---|" + "---|" * len(metrics)]
+                  "|---|---|---|---|---|" + "---|" * len(metrics)]
         for c in rows:
             best = "–" if c.best_heldout is None else f"{c.best_heldout:.3f} ({c.best_step})"
             scores = c.run.metrics(metric_set)
             lines.append(f"| {c.label} | {len(c.loss)} / {c.budget_steps} | {'yes' if c.early_stopped else 'no'} | "
-                         f"{best} | " + " | ".join(f"{scores[m]:.3f}" for m in metrics) + " |")
+                         f"{best} | {c.convergence()} | " + " | ".join(f"{scores[m]:.3f}" for m in metrics) + " |")
         lines.append("")
     return "\n".join(lines)
