@@ -5,27 +5,20 @@ cell writes ``artifacts/loss.json`` (training loss per optimizer step and, when 
 profile holds questions out of the train split, the held-out loss). This module plots
 those curves per task, one line per cell, and tabulates, beside each cell's dev score,
 how far it trained (steps run against its budget, where the held-out loss bottomed out,
-whether early stopping ended it). It reads runs through :func:`load_runs`, so damaged
+whether early stopping ended it, and whether the loss had flattened: ``convergence.py``). It reads runs through :func:`load_runs`, so damaged
 or stale cells are skipped and named exactly as the tables do.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.report.convergence import heldout_trend, read_loss
 from harness.report.metric_info import arrow
 from harness.report.runs import Run, load_runs
-
-LOSS_FILE = "loss.json"
-# A cell has converged when its held-out loss moved by less than STILL_FALLING (relative)
-# over its last TAIL_EVALUATIONS evaluations. 1% of a loss near 1 is about the noise of a
-# 64-question held-out set between neighbouring evaluations.
-TAIL_EVALUATIONS = 3
-STILL_FALLING = 0.01
 
 
 @dataclass(frozen=True)
@@ -47,20 +40,9 @@ class Curve:
         return min(self.heldout_loss) if self.heldout_loss else None
 
     def convergence(self) -> str:
-        """Whether the held-out loss had stopped improving when training ended.
-
-        Read off the last :data:`TAIL_EVALUATIONS` held-out evaluations: early stopping, or
-        a relative change smaller than :data:`STILL_FALLING`, counts as converged; a larger
-        drop says the budget, not the data, ended the training.
-        """
-        if self.early_stopped:
-            return "yes (early stop)"
-        if len(self.heldout_loss) < TAIL_EVALUATIONS:
-            return "–"
-        first, last = self.heldout_loss[-TAIL_EVALUATIONS], self.heldout_loss[-1]
-        change = (last - first) / first
-        verdict = "no: still falling" if change < -STILL_FALLING else "yes: flat"
-        return f"{verdict} ({change:+.1%} over the last {TAIL_EVALUATIONS} evaluations)"
+        """Whether the held-out loss had stopped improving when training ended."""
+        trend = heldout_trend(self.heldout_loss, self.early_stopped)
+        return "–" if trend is None else str(trend)
 
 
 def cell_label(run: Run, all_params: Sequence[Mapping[str, Any]]) -> str:
@@ -77,15 +59,15 @@ def load_curves(roots: Sequence[Path]) -> tuple[list[Curve], list[str]]:
         loaded = load_runs(root)
         runs += loaded.runs
         notes += [f"skipped {s}" for s in loaded.skipped]
-    with_loss = [r for r in runs if (r.path / "artifacts" / LOSS_FILE).is_file()]
-    by_task: dict[str, list[Run]] = {}
-    for run in with_loss:
-        by_task.setdefault(run.task, []).append(run)
+    by_task: dict[str, list[tuple[Run, dict[str, Any]]]] = {}
+    for run in runs:
+        raw = read_loss(run.path)
+        if raw is not None:
+            by_task.setdefault(run.task, []).append((run, raw))
     curves = []
-    for runs in by_task.values():
-        params = [r.params for r in runs]
-        for run in runs:
-            raw = json.loads((run.path / "artifacts" / LOSS_FILE).read_text())
+    for trained in by_task.values():
+        params = [r.params for r, _ in trained]
+        for run, raw in trained:
             held = raw.get("heldout") or {}
             curves.append(Curve(
                 run=run, label=cell_label(run, params), steps=raw.get("step", []), loss=raw.get("loss", []),

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from harness import stats
+from harness.report.convergence import run_trend
 from harness.report.paper import PAPER_ORDER
 from harness.report.roles import Roles
 from harness.report.runs import Run
@@ -149,7 +150,15 @@ class Cell:
         details = sorted({r.budget_detail() for r in (short or trained)} - {""})
         verdict = (f"{len(short)} of {len(trained)} seeds under budget" if short
                    else "trained to the profile's budget")
-        return verdict + (f" ({'; '.join(details)})" if details else "")
+        trends = [t for t in (run_trend(r.path) for r in trained) if t is not None]
+        falling = [t for t in trends if not t.converged]
+        if len(trends) == 1:
+            ending = f"; {trends[0].sentence()}"
+        elif falling:
+            ending = f"; held-out loss still falling at the end in {len(falling)} of {len(trends)} seeds"
+        else:
+            ending = "; held-out loss converged in every seed" if trends else ""
+        return verdict + (f" ({'; '.join(details)})" if details else "") + ending
 
 
 @dataclass
