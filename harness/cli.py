@@ -160,7 +160,8 @@ def curves(
     out: Annotated[Path, typer.Option(help="Folder for curves-<task>.png and curves.md.")] = Path("curves"),
     metrics: Annotated[str, typer.Option("--metrics", help="official or parsed scores beside the curves.")] = "official",
 ) -> None:
-    """Training curves (train and held-out loss) of every trained cell, with how far each trained and whether its held-out loss had flattened."""
+    """Training curves (train and held-out loss) of every trained cell: how far each trained,
+    and whether its held-out loss had flattened when training ended."""
     from harness.report.curves import curves_markdown, load_curves, plot_curves
 
     roots = runs or [Path("runs")]
