@@ -160,8 +160,11 @@ def curves(
     out: Annotated[Path, typer.Option(help="Folder for curves-<task>.png and curves.md.")] = Path("curves"),
     metrics: Annotated[str, typer.Option("--metrics", help="official or parsed scores beside the curves.")] = "official",
 ) -> None:
-    """Training curves (train and held-out loss) of every trained cell: how far each trained,
-    and whether its held-out loss had flattened when training ended."""
+    """Training curves of every trained cell: how far it trained, whether it converged.
+
+    Plots train and held-out loss per task; curves.md says, per cell, the steps against its
+    budget, the best held-out loss and whether that loss had flattened when training ended.
+    """
     from harness.report.curves import curves_markdown, load_curves, plot_curves
 
     roots = runs or [Path("runs")]
