@@ -589,12 +589,6 @@ def test_cost_table_latex_and_figures(tmp_path):
     latex = tables.render_table(tmp_path, which="1", fmt="latex", resamples=50, out=tmp_path / "out")
     assert "\\begin{tabular}" in latex and "\\textbf{" in latex and "$\\uparrow$" in latex
     assert "feedback" not in cost  # no method here asked the LLM for feedback
-    shared_process = tmp_path / "shared-process"
-    make_run(shared_process, "lamp2", "oppu", ["comedy"] * 10, GOLD2,
-             cost={"fit_seconds": 12.5, "predict_seconds_per_example": 0.2, "peak_rss_mb": 900.0,
-                   "peak_rss_scope": "process", "stored_bytes_per_user": 4096})
-    labelled = tables.render_table(shared_process, which="cost", resamples=0)
-    assert "| 900.0 (process peak) | 4.0 KB |" in labelled  # a peak the cell may not own is labelled
     make_run(tmp_path, "lamp2", "ropg-kd", ["comedy"] * 10, GOLD2,
              cost={"fit_seconds": 80.0, "feedback_records": 768, "feedback_reused": 0, "feedback_seconds": 64.0,
                    "predict_seconds_per_example": 0.3})
@@ -604,6 +598,18 @@ def test_cost_table_latex_and_figures(tmp_path):
     written = {p.name for p in (tmp_path / "out").iterdir()}
     assert {"table-cost.md", "table-1.tex", "fig-table-1.png", "fig-table-1.pdf", "fig-quality-vs-cost.png",
             "fig-quality-vs-cost.pdf"} <= written
+    shared_process = tmp_path / "out" / "shared-process"  # after the checks above: they read all of tmp_path
+    make_run(shared_process, "lamp2", "oppu", ["comedy"] * 10, GOLD2,
+             cost={"fit_seconds": 12.5, "predict_seconds_per_example": 0.2, "peak_rss_mb": 900.0,
+                   "peak_rss_scope": "process", "stored_bytes_per_user": 4096})
+    labelled = tables.render_table(shared_process, which="cost", resamples=0)
+    assert "| 900.0 (process peak) | 4.0 KB |" in labelled
+    assert "per-user train s" not in labelled  # only a method that trains while predicting reports it
+    make_run(shared_process, "lamp3", "oppu", ["3"] * 10, GOLD3,
+             cost={"fit_seconds": 12.5, "user_train_seconds": 230.0, "predict_seconds_per_example": 24.0})
+    labelled = tables.render_table(shared_process, which="cost", resamples=0)
+    assert "| train s | per-user train s (in infer s/ex) | infer s/ex |" in labelled
+    assert "| lamp3 | oppu | MAE ↓ 0.000 | 12.5 | 230.0 | 24 |" in labelled
 
 
 def test_errors_are_clear(tmp_path):
