@@ -145,7 +145,8 @@ def test_peak_memory_window_restarts_per_cell():
     block[:: 4096] = b"x" * len(block[:: 4096])
     del block
     before = peak_rss_mb()
-    assert before > resident + 250
+    if before < resident + 250:
+        pytest.skip("this kernel's VmHWM did not record the block: nothing to reset")
     if reset_peak_rss():  # a new cell: the earlier cell's peak must not be charged to it
         assert peak_rss_mb() < resident + 100
     else:  # the kernel kept the old mark: the reset says so rather than pretending
