@@ -278,6 +278,7 @@ class TaskSpec:
 
 
 USER_ARTIFACTS = "users"  # artifacts_dir/users/<one entry per user>: per-user state, sized by the runner
+LOSS_FILE = "loss.json"  # artifacts_dir/loss.json: a trained method's curves, read by harness.report.convergence
 
 
 @dataclass

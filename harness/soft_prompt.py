@@ -61,7 +61,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
-from harness.api import Example, Method, RunContext
+from harness.api import LOSS_FILE, Example, Method, RunContext
 from harness.store import atomic_output, atomic_write_json
 
 SoftScale = Literal["reference", "normalized"]
@@ -635,7 +635,7 @@ class SoftPromptMethod(Method):
         art = self.ctx.artifacts_dir
         art.mkdir(parents=True, exist_ok=True)
         atomic_write_json(self.config_path, {**self.config(), "fit": self.fit_info, "record": self.record.to_json()})
-        atomic_write_json(art / "loss.json", self.record.to_json())
+        atomic_write_json(art / LOSS_FILE, self.record.to_json())
         plot_loss(self.record, art / "loss.png", title=f"{self.ctx.task.name} / {type(self).__name__}")
         with atomic_output(self.weights_path) as tmp:  # last: the weights file marks a finished fit
             save_file(self.module.trainable_state(), str(tmp),

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-LOSS_FILE = "loss.json"
+from harness.api import LOSS_FILE
+
 # A cell has converged when its held-out loss moved by less than STILL_FALLING (relative)
 # over its last TAIL_EVALUATIONS evaluations. 1% of a loss near 1 is about the noise of a
 # 64-question held-out set between neighbouring evaluations.
@@ -34,18 +35,20 @@ class Trend:
     def converged(self) -> bool:
         return self.verdict != "still falling"
 
+    def _over_tail(self) -> str:
+        return f"({self.change:+.1%} over the last {TAIL_EVALUATIONS} evaluations)"
+
     def sentence(self) -> str:
         """The verdict as a table note says it."""
         if self.change is None:
             return "early-stopped on the held-out loss"
-        state = "flat" if self.converged else "still falling"
-        return f"held-out loss {state} at the end ({self.change:+.1%} over the last {TAIL_EVALUATIONS} evaluations)"
+        return f"held-out loss {self.verdict} at the end {self._over_tail()}"
 
     def __str__(self) -> str:
+        """The verdict as the curves table's ``converged`` column says it."""
         if self.change is None:
             return "yes (early stop)"
-        answer = "yes: flat" if self.converged else "no: still falling"
-        return f"{answer} ({self.change:+.1%} over the last {TAIL_EVALUATIONS} evaluations)"
+        return f"{'yes: flat' if self.converged else 'no: still falling'} {self._over_tail()}"
 
 
 def heldout_trend(heldout_loss: Sequence[float], early_stopped: bool) -> Trend | None:

@@ -5,8 +5,9 @@ cell writes ``artifacts/loss.json`` (training loss per optimizer step and, when 
 profile holds questions out of the train split, the held-out loss). This module plots
 those curves per task, one line per cell, and tabulates, beside each cell's dev score,
 how far it trained (steps run against its budget, where the held-out loss bottomed out,
-whether early stopping ended it, and whether the loss had flattened: ``convergence.py``). It reads runs through :func:`load_runs`, so damaged
-or stale cells are skipped and named exactly as the tables do.
+whether early stopping ended it, and whether the loss had flattened, as
+:mod:`harness.report.convergence` judges it). It reads runs through :func:`load_runs`,
+so damaged or stale cells are skipped and named exactly as the tables do.
 """
 
 from __future__ import annotations

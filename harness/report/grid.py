@@ -152,7 +152,7 @@ class Cell:
                    else "trained to the profile's budget")
         trends = [t for t in (run_trend(r.path) for r in trained) if t is not None]
         falling = [t for t in trends if not t.converged]
-        if len(trends) == 1:
+        if len(trained) == 1 and trends:  # one run: its own figures; several: a count
             ending = f"; {trends[0].sentence()}"
         elif falling:
             ending = f"; held-out loss still falling at the end in {len(falling)} of {len(trends)} seeds"
