@@ -41,7 +41,7 @@ def test_table_notes_say_when_a_budgeted_cell_was_still_improving(tmp_path):
     trained_run(tmp_path, 1e-4, [3.0, 1.0, 1.001, 0.995])
     trained_run(tmp_path, 1e-4, [3.0, 1.5, 1.2, 1.0], seed=1)
     table = tables.render_table(tmp_path, which="1", resamples=0)
-    assert ("pplug (lr=0.001): trained to the profile's budget (40 of 40 optimizer steps); "
+    assert ("pplug (lr=0.001): trained to its full budget (40 of 40 optimizer steps); "
             "held-out loss still falling at the end (-20.0% over the last 3 evaluations)") in table
-    assert "pplug (lr=0.0001): trained to the profile's budget (30 of 30 optimizer steps); " \
+    assert "pplug (lr=0.0001): trained to its full budget (30 of 30 optimizer steps); " \
            "held-out loss still falling at the end in 1 of 2 seeds" in table

@@ -404,7 +404,7 @@ def test_an_under_budget_cell_is_not_shown_as_the_methods_result(tmp_path):
     acc = dict(zip(header_cells(text), row_cells(table_lines(text)[2])))
     assert acc["pplug"] == "~~0.900~~ (under budget)"  # struck, never bold, no markers, no CI
     assert "**" not in acc["pplug"] and "12 of 400 optimizer steps" in text
-    assert "prompt-tuning: trained to the profile's budget (400 of 400 optimizer steps)" in text
+    assert "prompt-tuning: trained to its full budget (400 of 400 optimizer steps)" in text
     assert "Note: lamp2 adhoc" not in text  # training-free cells carry no budget verdict
     assert "pplug" not in "".join(line for line in text.split("_Paired tests")[1].splitlines()[1:])
     rows = {r["method"]: r for r in read_csv(tables.render_table(tmp_path, which="1", fmt="csv", resamples=200))

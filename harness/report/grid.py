@@ -135,7 +135,7 @@ class Cell:
 
     @property
     def under_budget(self) -> bool:
-        """Any seed whose fit stopped short of the profile's budget makes the cell not a result."""
+        """Any seed whose fit stopped short of its budget makes the cell not a result."""
         return any(r.trained_to_budget is False for r in self.runs)
 
     @property
@@ -144,12 +144,16 @@ class Cell:
         return any(r.trained_to_budget is not None for r in self.runs)
 
     def budget_note(self) -> str:
-        """Whether the cell's runs trained to the profile's budget, with their step counts."""
+        """Whether the cell's runs trained to their full budget, with their step counts.
+
+        The budget is the one the run's settings give: the profile's, or the overrides
+        the column's label names (e.g. ``max_train_examples=600``), so the note says "its"
+        budget and the label says whose."""
         trained = [r for r in self.runs if r.trained_to_budget is not None]
         short = [r for r in trained if r.trained_to_budget is False]
         details = sorted({r.budget_detail() for r in (short or trained)} - {""})
         verdict = (f"{len(short)} of {len(trained)} seeds under budget" if short
-                   else "trained to the profile's budget")
+                   else "trained to its full budget")
         trends = [t for t in (run_trend(r.path) for r in trained) if t is not None]
         falling = [t for t in trends if not t.converged]
         if len(trained) == 1 and trends:  # one run: its own figures; several: a count

@@ -71,7 +71,7 @@ def header(grid: Grid) -> list[str]:
         stats_text += f"; bold: best; {MISSING}: not run"
         if any(c.under_budget for c in grid.cells.values()):
             stats_text += (f"; a number marked {UNDER_BUDGET} (struck through; in LaTeX parenthesised with "
-                           "superscript ub) is not the method's result: its fit stopped before the profile's "
+                           "superscript ub) is not the method's result: its fit stopped before its "
                            "training budget (trained_to_budget false)")
         lines.append(stats_text + ".")
     notes = list(grid.notes)
