@@ -12,12 +12,11 @@ of answering that tag outright (the signal a personalized method can exploit).
 from __future__ import annotations
 
 import argparse
-import json
 from collections import Counter
 from pathlib import Path
 
 from harness.registries import TASKS
-from harness.store import read_predictions
+from harness.report.runs import read_run
 
 
 def main() -> None:
@@ -32,13 +31,11 @@ def main() -> None:
     print("| run | accuracy | answers = the user's majority tag | distinct answers |")
     print("|---|---|---|---|")
     for run in args.runs:
-        config = json.loads((run / "config.json").read_text())["config"]
-        records = read_predictions(run / "predictions.jsonl").records.values()
-        answers = [(r["id"], r["raw"].strip()) for r in records]
+        cell = read_run(run)
+        answers = [(r["id"], r["raw"].strip()) for r in cell.records.values()]
         acc = sum(a == dev[q].output for q, a in answers) / len(answers)
         fav = sum(a == favourite[q] for q, a in answers) / len(answers)
-        label = config["method"] + "".join(f" {k}={v}" for k, v in sorted(config["params"].items())
-                                           if k == "history_text")
+        label = cell.method + "".join(f" {k}={v}" for k, v in sorted(cell.params.items()) if k == "history_text")
         print(f"| {label} | {acc:.3f} | {fav:.3f} | {len({a for _, a in answers})} |")
 
 

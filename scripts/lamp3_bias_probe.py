@@ -24,7 +24,6 @@ input): is the signal lost in the aggregation or in the trained projection?
 from __future__ import annotations
 
 import argparse
-import json
 import re
 from collections import defaultdict
 from pathlib import Path
@@ -32,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.registries import TASKS
-from harness.store import read_predictions
+from harness.report.runs import read_run
 from tasks.synthetic_words import SENTIMENT
 
 OPENINGS = [(re.compile(re.escape(opening).replace(re.escape("{product}"), ".+?")), stars)
@@ -64,13 +63,13 @@ def probe(runs: list[Path]) -> str:
              + " | bias spread (harsh − generous mean error) |",
              "|---|" + "---|" * (len(groups) + 1)]
     for run in runs:
-        config = json.loads((run / "config.json").read_text())["config"]
-        label = f"{config['method']} ({run.name})" + "".join(
-            f" {k}={v}" for k, v in sorted(config["params"].items())
+        cell = read_run(run)
+        label = f"{cell.method} ({run.name})" + "".join(
+            f" {k}={v}" for k, v in sorted(cell.params.items())
             if k in ("history_text", "soft_scale", "head_lr", "center_history", "max_train_examples", "epochs",
                      "n_persona_tokens", "lr"))
         errors: dict[int, list[float]] = defaultdict(list)
-        for record in read_predictions(run / "predictions.jsonl").records.values():
+        for record in cell.records.values():
             try:
                 pred = float(record["raw"].strip())
             except ValueError:
@@ -119,7 +118,7 @@ def ridge_r2(x: np.ndarray, y: np.ndarray, folds: int = 5, seed: int = 0) -> tup
     pred = np.zeros_like(y, dtype=np.float64)
     chosen = []
     for train, test in _folds(len(y), folds, seed):
-        def inner_error(alpha: float) -> float:
+        def inner_error(alpha: float, train: np.ndarray = train) -> float:
             return sum(float(((_ridge_predict(_ridge_fit(x[train][a], y[train][a], alpha), x[train][b])
                                - y[train][b]) ** 2).sum()) for a, b in _folds(len(train), folds, seed + 1))
         alpha = min(ALPHAS, key=inner_error)
@@ -165,7 +164,7 @@ def persona_probe(run: Path, biases: np.ndarray) -> str:
     from methods.pplug import pad_rows
 
     method = restore(run)
-    config = json.loads((run / "config.json").read_text())["config"]
+    cell = read_run(run)
     task = method.ctx.task
     dev = task.load_split(task, "synthetic", "dev", seed=0).examples
     tokens, inputs = [], []
@@ -181,8 +180,8 @@ def persona_probe(run: Path, biases: np.ndarray) -> str:
     (r2_in, a_in), (r2, a) = ridge_r2(np.concatenate(inputs), biases), ridge_r2(np.concatenate(tokens), biases)
     scaled = np.concatenate(tokens)
     deviation = float(np.linalg.norm(scaled - scaled.mean(0), axis=1).mean() / np.linalg.norm(scaled.mean(0)))
-    return (f"{config['method']} ({run.name}, history_text={config['params'].get('history_text')}, "
-            f"center_history={config['params'].get('center_history', False)}): its attention-weighted "
+    return (f"{cell.method} ({run.name}, history_text={cell.params.get('history_text')}, "
+            f"center_history={cell.params.get('center_history', False)}): its attention-weighted "
             f"history (Proj's input) -> the user's bias, R^2 = {r2_in:.2f} (alpha {a_in:g}); the trained "
             f"persona token (Proj's output) -> the user's bias, R^2 = {r2:.2f} (alpha {a:g}); the persona "
             f"token's mean per-user deviation is {deviation:.1%} of the norm of its shared part.")

@@ -18,11 +18,10 @@ method adds one hashtag, so this probe counts the style directly, per run:
 from __future__ import annotations
 
 import argparse
-import json
 import re
 from pathlib import Path
 
-from harness.store import read_predictions
+from harness.report.runs import read_run
 
 HASHTAG = re.compile(r"#\w+")
 
@@ -56,11 +55,11 @@ def main() -> None:
               "| lowercase answers: where the gold is lowercase / elsewhere |")
     lines = [header, "|---|---|---|---|---|"]
     for run in args.runs:
-        config = json.loads((run / "config.json").read_text())["config"]
-        if config["task"] != "lamp7":
-            raise SystemExit(f"{run}: a {config['task']} run; this probe reads LaMP-7 runs")
-        s = style(list(read_predictions(run / "predictions.jsonl").records.values()))
-        lines.append(f"| {config['method']} ({run.name}) | {s['questions']} | {s['signature']:.3f} "
+        cell = read_run(run)
+        if cell.task != "lamp7":
+            raise SystemExit(f"{run}: a {cell.task} run; this probe reads LaMP-7 runs")
+        s = style(list(cell.records.values()))
+        lines.append(f"| {cell.method} ({run.name}) | {s['questions']} | {s['signature']:.3f} "
                      f"| {s['any hashtag']:.3f} | {s['lowercase']:.3f} (of {s['lowercase golds']}) / "
                      f"{s['lowercase elsewhere']:.3f} (of {s['other golds']}) |")
     text = "\n".join(lines)

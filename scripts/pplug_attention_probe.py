@@ -28,7 +28,6 @@ The runs need their trained weights (results/ keeps none: rerun the cell to recr
 from __future__ import annotations
 
 import argparse
-import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ import numpy as np
 import torch
 
 import methods  # noqa: F401 - registers the built-ins
+from harness.report.runs import read_run
 from harness.retrieval import chronological
 from harness.soft_prompt import restore
 from methods.pplug import PPlug, pad_rows
@@ -62,9 +62,9 @@ def attention(run: Path, batch_size: int = 32) -> tuple[PPlug, list[QuestionAtte
     task = method.ctx.task
     if task.item_output_field is None:
         raise ValueError(f"{task.name} declares no item_output_field: no item labels to compare with the answer")
-    config = json.loads((run / "config.json").read_text())["config"]
-    dev = task.load_split(task, config["data_location"], config["split"], seed=config["seed"]).examples
-    dev = dev[: config["limit"]] if config.get("limit") else dev
+    cell = read_run(run)
+    dev = task.load_split(task, str(cell.data.get("location")), cell.split, seed=cell.seed).examples
+    dev = dev[: cell.limit] if cell.limit else dev
     out: list[QuestionAttention] = []
     with torch.no_grad():
         for start in range(0, len(dev), batch_size):
