@@ -35,7 +35,8 @@ def main() -> None:
         answers = [(r["id"], r["raw"].strip()) for r in cell.records.values()]
         acc = sum(a == dev[q].output for q, a in answers) / len(answers)
         fav = sum(a == favourite[q] for q, a in answers) / len(answers)
-        label = cell.method + "".join(f" {k}={v}" for k, v in sorted(cell.params.items()) if k == "history_text")
+        label = cell.method + "".join(f" {k}={v}" for k, v in sorted(cell.params.items())
+                                      if k in ("history_text", "max_train_examples", "attention_temperature")) + f" seed={cell.seed}"
         print(f"| {label} | {acc:.3f} | {fav:.3f} | {len({a for _, a in answers})} |")
 
 
