@@ -45,7 +45,7 @@ from methods.oppu import TaskLoRA
 from methods.prompt_tuning import PromptTuning, TaskPrompt
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from lamp3_bias_probe import user_bias
+from lamp3_bias_probe import user_bias  # the probe's own reading of the bias
 
 GROUPS = (-1, 0, 1)
 
