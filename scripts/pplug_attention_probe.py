@@ -63,7 +63,7 @@ def attention(run: Path, batch_size: int = 32) -> tuple[PPlug, list[QuestionAtte
     if task.item_output_field is None:
         raise ValueError(f"{task.name} declares no item_output_field: no item labels to compare with the answer")
     cell = read_run(run)
-    dev = task.load_split(task, str(cell.data.get("location")), cell.split, seed=cell.seed).examples
+    dev = task.load_split(task, str(cell.data["location"]), cell.split, seed=cell.seed).examples
     dev = dev[: cell.limit] if cell.limit else dev
     out: list[QuestionAttention] = []
     with torch.no_grad():
