@@ -426,6 +426,16 @@ class Method(ABC):
     def cost(self) -> dict[str, float]:
         return {}
 
+    def fit_files(self) -> Sequence[str]:
+        """Files in ``artifacts/`` that mark this method's finished fit, when it may be shared.
+
+        A method returns them only if its training reads nothing a cell's decoding mode or
+        beam width changes; cells that differ only in those then train once and share the
+        fit (:mod:`harness.shared_fit`). The default, none, never shares: a method whose
+        training learns from the LLM's own answers must keep it.
+        """
+        return ()
+
     def fit_summary(self) -> dict[str, Any]:
         """What the fit actually used, merged into the run's ``fit.json`` by the runner.
 

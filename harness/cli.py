@@ -100,7 +100,13 @@ def run(
         "i/n: predict only shard i of n (multi-process). Under torchrun / accelerate launch it defaults "
         "to RANK/WORLD_SIZE from the launcher."))] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto; under a launcher cuda means cuda:LOCAL_RANK.")] = "cpu",
-    force: Annotated[bool, typer.Option(help="Start the cell afresh: old results and artifacts are removed.")] = False,
+    force: Annotated[bool, typer.Option(help=(
+        "Start the cell afresh: old results and artifacts are removed, and it trains even where a shared "
+        "fit exists."))] = False,
+    fits_from: Annotated[list[Path], typer.Option("--fits-from", help=(
+        "Another results root to look in for a finished cell that trained exactly as this one would "
+        "(differing only in --decoding or --beams); its fit is shared instead of training again. --out is "
+        "always searched (repeatable)."))] = [],  # noqa: B006
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Run one cell (task x method x models x seed), or reuse / resume it."""
@@ -112,6 +118,7 @@ def run(
         request = inputs.run_request(
             task=task, method=method, params=_params(param), llm=llm, encoder=encoder, data=data, split=split,
             limit=limit, seed=seed, out=out, shard_flag=shard, force=force, progress=progress, device_flag=device,
+            fits_from=tuple(fits_from),
             profile=profile, decoding=decoding, num_beams=beams, batch_size=batch_size,
             max_new_tokens=max_new_tokens, max_input_tokens=max_input_tokens)
         result = run_cell(request)

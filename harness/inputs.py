@@ -158,6 +158,14 @@ def method_params(method_cls: type, values: Mapping[str, Any], method: str, prof
     return params
 
 
+def results_root(value: Path, label: str = "--fits-from") -> Path:
+    """A results root to read from must be an existing folder."""
+    path = Path(value)
+    if not path.is_dir():
+        raise InputError(f"{label} {path}: no such folder")
+    return path
+
+
 def os_error(exc: OSError, out: Path) -> str:
     """A sentence for a failed file operation, pointing at ``--out`` when it is the culprit."""
     where = str(exc.filename or "")
@@ -186,6 +194,8 @@ def run_request(*, profile: str | None, device_flag: str, shard_flag: str | None
     data(fields["data"], "--data")
     decoding(fields["decoding"], "--decoding")
     out_dir(fields["out"], "--out")
+    for root in fields.get("fits_from", ()):
+        results_root(root, "--fits-from")
     resolved = device(distributed.device_for_rank(device_flag), "--device")
     if profile is not None:
         choice(profile, PROFILES, "--profile")

@@ -34,15 +34,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from harness import distributed, inputs
+from harness import distributed, inputs, shared_fit
 from harness.api import USER_ARTIFACTS, Example, Method, RunContext, Split, TaskSpec
 from harness.metrics import score
 from harness.params import recorded_params
 from harness.registries import METHODS, TASKS
 from harness.settings import GenerationSettings, generation_for, resolve_profile
-from harness.store import RunConfig, RunDir, atomic_write_json, provenance
-
-FIT_FILE = "fit.json"
+from harness.store import FIT_FILE, RunConfig, RunDir, atomic_write_json, provenance
 
 
 @dataclass(frozen=True)
@@ -70,6 +68,9 @@ class RunRequest:
     force: bool = False
     profile: str | None = None
     decoding: str = "free"
+    #: More results roots to look in for a fit this cell may share (``out`` is always
+    #: searched); see :mod:`harness.shared_fit`.
+    fits_from: tuple[Path, ...] = ()
 
 
 @dataclass
@@ -243,6 +244,8 @@ def run(request: RunRequest, on_batch: Callable[[int], None] | None = None) -> R
         repaired = rundir.repair_predictions()
         if repaired:
             notice(f"repaired predictions in {rundir.path} (dropped what could not be read): " + "; ".join(repaired))
+        if not request.force:
+            _adopt_shared_fit(method, rundir, (request.out, *request.fits_from))
         fit_info = _fit(method, plan.train, rundir)
         rundir.write_config({"provenance": provenance(), "data_source": _source_dict(plan.split),
                              "method_description": plan.method_cls.description})
@@ -323,6 +326,24 @@ def _fit(method: Method, train: Split | None, rundir: RunDir) -> dict[str, Any]:
     with distributed.main_first():  # rank 0 fits, saves, records; the others then load
         info = _fit_and_record(method, train, rundir)
     return info
+
+
+def _adopt_shared_fit(method: Method, rundir: RunDir, roots: Sequence[Path]) -> None:
+    """Link in the fit of a finished cell that trained exactly as this one would.
+
+    Only for a cell that has no fit of its own yet; under a launcher rank 0 adopts while
+    the others wait, then finds the fit already there.
+    """
+    if not method.uses_train or (rundir.artifacts / FIT_FILE).exists():
+        return
+    with distributed.main_first():
+        if (rundir.artifacts / FIT_FILE).exists():
+            return
+        donor = shared_fit.find_donor(roots, rundir.config, method.fit_files())
+        if donor is not None:
+            shared_fit.adopt(donor, rundir.artifacts)
+            notice(f"{rundir.config.method}: sharing the fit of {donor} (same training; it differs only in "
+                   "decoding); --force trains afresh")
 
 
 def _fit_and_record(method: Method, train: Split, rundir: RunDir, write: bool = True) -> dict[str, Any]:

@@ -615,6 +615,10 @@ class SoftPromptMethod(Method):
         self.fit_info = {"train_examples_used": len(train_part), "heldout_examples": len(held_part)}
         self.save()
 
+    def fit_files(self) -> Sequence[str]:
+        """The weights file marks a finished fit, which reads no decoding setting: shareable."""
+        return (self.weights_path.name,)
+
     def fit_summary(self) -> dict[str, Any]:
         if self.record is None:
             return {}

@@ -45,6 +45,7 @@ TRACKED_PACKAGES = (
 )
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
+FIT_FILE = "fit.json"  # in a run's artifacts/: what its fit used and cost (written by the runner)
 LAMP_PREDICTIONS_FILE = "predictions.json"
 PREDICTIONS_GLOB = "predictions*.jsonl"
 _DISCARDED = ".discarded-"
@@ -89,6 +90,20 @@ class RunConfig:
     def hash(self) -> str:
         # The shard is not hashed: every shard of a run writes the same directory.
         payload = {k: v for k, v in self.to_dict().items() if k not in {"shard", "data_location"}}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
+
+    @property
+    def fit_key(self) -> str:
+        """The identity of this run's training: its hash without what only prediction reads.
+
+        Two configs that differ only in the decoding mode or the beam width train the same
+        way (for a method that declares it, see :mod:`harness.shared_fit`), so they share
+        this key and may share one fit. Everything else stays in, the batch size and the
+        question limit too (OPPU trains a user's adapter on the profiles of the questions
+        batched together).
+        """
+        payload = {k: v for k, v in self.to_dict().items() if k not in {"shard", "data_location", "decoding"}}
+        payload["generation"] = {k: v for k, v in payload["generation"].items() if k != "num_beams"}
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 
     @classmethod

@@ -22,6 +22,7 @@ Config files are TOML (stdlib ``tomllib``)::
     profile = "small"                   # or "paper"; omit: paper on a GPU, small on CPU
     decoding = "free"                   # or "constrained" (classification tasks)
     skip_unregistered = true            # methods not (yet) registered are listed, not failed
+    fits_from = ["results/small/runs"]  # more roots whose fits a cell may share (out is always searched)
     methods = ["adhoc", {name = "bm25", params = {k = 1}}, {name = "pplug+rag", grid = {k = [1, 2, 4]}}]
 
     [generation]                        # explicit settings override the profile's
@@ -101,6 +102,7 @@ class SweepSpec:
     description: str = ""
     profile: str | None = None  # None: paper on a GPU, small on CPU
     decoding: str = "free"
+    fits_from: tuple[Path, ...] = ()  # more roots to share fits from (harness.shared_fit)
 
 
 @dataclass(frozen=True)
@@ -231,6 +233,11 @@ def _spec(raw: Mapping[str, Any], where: str) -> SweepSpec:
         raise SweepConfigError(f"{key('skip_unregistered')} must be true or false")
     if not isinstance(raw.get("out", ""), (str, Path)):
         raise SweepConfigError(f"{key('out')} must be a path string")
+    fits_from = raw.get("fits_from", [])
+    if not isinstance(fits_from, (list, tuple)) or not all(isinstance(r, (str, Path)) for r in fits_from):
+        raise SweepConfigError(f"{key('fits_from')} must be a list of path strings")
+    for root in fits_from:
+        inputs.results_root(Path(root), key("fits_from"))
     return SweepSpec(
         name=str(raw.get("name", "sweep")),
         tasks=_strings(raw["tasks"], "tasks", where),
@@ -243,6 +250,7 @@ def _spec(raw: Mapping[str, Any], where: str) -> SweepSpec:
         out=Path(raw.get("out", SweepSpec.out)), device=raw.get("device", SweepSpec.device),
         skip_unregistered=raw.get("skip_unregistered", False), description=raw.get("description", ""),
         profile=profile, decoding=inputs.decoding(raw.get("decoding", "free"), key("decoding")),
+        fits_from=tuple(Path(r) for r in fits_from),
     )
 
 
@@ -324,7 +332,7 @@ def run_sweep(spec: SweepSpec, *, console: Console | None = None, progress: bool
                     task=cell.task, method=cell.method.name, params=dict(cell.method.params), llm=cell.llm,
                     encoder=cell.encoder, data=spec.data, split=spec.split, limit=spec.limit, seed=cell.seed,
                     generation=generation, out=spec.out, device=spec.device, progress=False, profile=profile,
-                    decoding=spec.decoding,
+                    decoding=spec.decoding, fits_from=spec.fits_from,
                 )
                 report.outcomes.append(_run_cell(cell, request, run, log_dir,
                                                  on_batch=lambda _i: bar.advance(current)))
@@ -384,6 +392,7 @@ def _spec_dict(spec: SweepSpec) -> dict[str, Any]:
         "llms": spec.llms, "encoders": spec.encoders, "seeds": spec.seeds, "data": spec.data, "split": spec.split,
         "limit": spec.limit, "generation": dict(spec.generation), "out": str(spec.out), "device": spec.device,
         "skip_unregistered": spec.skip_unregistered, "profile": spec.profile, "decoding": spec.decoding,
+        "fits_from": [str(r) for r in spec.fits_from],
     }, default=str))
 
 

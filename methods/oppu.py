@@ -233,6 +233,10 @@ class TaskLoRA(Method):
                                  self.ctx.llm().tokenizer, self.max_input_tokens)
 
     # stage 1
+    def fit_files(self) -> Sequence[str]:
+        """The task LoRA marks the fit; OPPU's user adapters come along (they read no decoding)."""
+        return (TASK_LORA_FILE,)
+
     def fit(self, train: Sequence[Example]) -> None:
         path = self.ctx.artifacts_dir / TASK_LORA_FILE
         if path.exists():

@@ -53,6 +53,11 @@ def test_config_parses_methods_grids_and_rejects_typos(tmp_path):
         sw.load_spec(path)
     with pytest.raises(sw.SweepConfigError, match="'methods' must list"):
         sw.spec_from_mapping({"tasks": ["lamp2"], "methods": []})
+    assert sw.spec_from_mapping({"tasks": ["lamp2"], "methods": ["adhoc"], "fits_from": [str(tmp_path)]}
+                                ).fits_from == (tmp_path,)
+    with pytest.raises(sw.SweepConfigError, match="'fits_from' .*no such folder"):
+        sw.spec_from_mapping({"tasks": ["lamp2"], "methods": ["adhoc"], "fits_from": [str(tmp_path / "nope")]},
+                             where="s.toml")
 
 
 def test_grid_is_llm_major_so_each_llm_loads_once():

@@ -420,6 +420,15 @@ def test_an_under_budget_cell_is_not_shown_as_the_methods_result(tmp_path):
     assert "(under budget)" in tables.render_table(other, which="1", resamples=0)
 
 
+def test_a_cell_that_shares_another_runs_fit_says_so(tmp_path):
+    golds = ["comedy"] * 40
+    make_run(tmp_path, "lamp2", "pplug", ["comedy"] * 40, golds,
+             fit={"optimizer_steps": 4, "budget_steps": 4, "trained_to_budget": True,
+                  "shared_from": {"run": "0123abcd4567", "path": "elsewhere"}})
+    text = tables.render_table(tmp_path, which="1", resamples=0)
+    assert "fit shared with run 0123abcd4567 (same training, other decoding)" in text
+
+
 # -- statistics ----------------------------------------------------------------------------------------
 def test_ci_on_known_data_matches_a_direct_bootstrap():
     golds = ["a"] * 20

@@ -162,6 +162,9 @@ class Cell:
             ending = f"; held-out loss still falling at the end in {len(falling)} of {len(trends)} seeds"
         else:
             ending = "; held-out loss converged in every seed" if trends else ""
+        donors = sorted({d for d in (r.fit_shared_from for r in trained) if d})
+        if donors:  # its training cost is the donor's; OPPU's per-user training too
+            ending += f"; fit shared with run {', '.join(donors)} (same training, other decoding)"
         return verdict + (f" ({'; '.join(details)})" if details else "") + ending
 
 

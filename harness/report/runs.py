@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.store import prediction_files, read_predictions, verify_run
+from harness.store import FIT_FILE, prediction_files, read_predictions, verify_run
 
 #: The two metric sets a run records: ``official`` scores the stripped raw generation as
 #: LaMP's eval/evaluation.py does; ``parsed`` scores ``task.parse_output(raw)``.
@@ -77,6 +77,12 @@ class Run:
         """The fit's own verdict; None for methods that report no budget (training-free)."""
         value = self.fit.get("trained_to_budget")
         return None if value is None else bool(value)
+
+    @property
+    def fit_shared_from(self) -> str | None:
+        """The run whose fit this one shares (same training, another decoding), if any."""
+        shared = self.fit.get("shared_from")
+        return str(shared.get("run")) if isinstance(shared, dict) and shared.get("run") else None
 
     def budget_detail(self) -> str:
         steps, budget = self.fit.get("optimizer_steps"), self.fit.get("budget_steps")
@@ -205,7 +211,7 @@ def _fit_info(path: Path, metrics: Mapping[str, Any]) -> Mapping[str, Any]:
     if isinstance(metrics.get("fit"), dict) and metrics["fit"]:
         return metrics["fit"]
     try:
-        fit = json.loads((path / "artifacts" / "fit.json").read_text(encoding="utf-8"))
+        fit = json.loads((path / "artifacts" / FIT_FILE).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return {}
     return fit if isinstance(fit, dict) else {}
