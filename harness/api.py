@@ -416,7 +416,7 @@ class Method(ABC):
         self.ctx = ctx
         self.params = params if params is not None else self.Params()
 
-    def fit(self, train: Sequence[Example]) -> None:  # noqa: B027 - optional hook
+    def fit(self, train: Sequence[Example]) -> None:
         """Learn from the train split (no-op for training-free methods)."""
 
     @abstractmethod

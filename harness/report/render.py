@@ -169,8 +169,8 @@ def render_markdown(grid: Grid) -> str:
         out.append(f"| {row_label(task, metric)} | " + " | ".join(cells) + " |")
     head, rows = paired_rows(grid)
     if rows:
-        out += ["", "_Paired tests (advantage: positive = better whatever the metric's direction; "
-                    "two-sided p, paired bootstrap):_", "", *_md_table(head, rows, numeric_from=2)]
+        out += ["", ("_Paired tests (advantage: positive = better whatever the metric's direction; "
+                     "two-sided p, paired bootstrap):_"), "", *_md_table(head, rows, numeric_from=2)]
     return "\n".join(out) + "\n"
 
 
@@ -320,7 +320,7 @@ def extra_cost_fields(grid: Grid) -> list[str]:
 
 
 def human(value: float, key: str) -> str:
-    if key.endswith("bytes_per_user") or key.endswith("_bytes"):
+    if key.endswith(("bytes_per_user", "_bytes")):
         for unit in ("B", "KB", "MB", "GB"):
             if abs(value) < 1024 or unit == "GB":
                 return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
