@@ -339,7 +339,7 @@ def _adopt_shared_fit(method: Method, rundir: RunDir, roots: Sequence[Path]) -> 
     with distributed.main_first():
         if (rundir.artifacts / FIT_FILE).exists():
             return
-        donor = shared_fit.find_donor(roots, rundir.config, method.fit_files())
+        donor = shared_fit.find_donor(roots, rundir.config, method.fit_files(), exclude=rundir.path)
         if donor is not None:
             shared_fit.adopt(donor, rundir.artifacts)
             notice(f"{rundir.config.method}: sharing the fit of {donor} (same training; it differs only in "

@@ -29,20 +29,22 @@ from typing import Any
 from harness.store import CONFIG_FILE, FIT_FILE, RunConfig, atomic_write_json
 
 
-def find_donor(roots: Iterable[Path], config: RunConfig, fit_files: Sequence[str]) -> Path | None:
-    """A finished run folder whose fit this config may adopt, or ``None``.
+def find_donor(roots: Iterable[Path], config: RunConfig, fit_files: Sequence[str],
+               exclude: Path | None = None) -> Path | None:
+    """A finished run folder (other than ``exclude``, the cell itself) whose fit this config may adopt.
 
     A donor has the same :attr:`~harness.store.RunConfig.fit_key`, a readable config, the
     runner's ``fit.json`` and every file of ``fit_files`` in its ``artifacts/`` (results
     folders keep no weights, so a committed cell without them is never a donor).
-    Candidates are taken in name order, so the choice does not depend on the file system.
+    Candidates are taken in name order, so the choice does not depend on the file system;
+    ``None`` when there is none.
     """
     if not fit_files:
         return None
     key = config.fit_key
     for root in roots:
         for candidate in sorted((Path(root) / config.task / config.method).glob("*/")):
-            if candidate.name == config.hash or candidate.name.startswith("."):
+            if candidate.name.startswith(".") or (exclude is not None and candidate.resolve() == exclude.resolve()):
                 continue
             artifacts = candidate / "artifacts"
             if not all((artifacts / name).is_file() for name in (FIT_FILE, *fit_files)):
@@ -59,7 +61,7 @@ def adopt(donor: Path, artifacts: Path) -> dict[str, Any]:
     Hard links cost no space and are safe here: every artifact is written by an atomic
     rename, so a later rewrite in either run gives that run a new file and never changes
     the other's. Hidden files (an interrupted atomic write's temporaries) are skipped.
-    ``fit.json`` is written afresh with ``shared_from`` naming the donor.
+    ``fit.json`` is written afresh with ``shared_from`` naming the run that trained it.
     """
     source = donor / "artifacts"
     for path in sorted(source.rglob("*")):
@@ -75,7 +77,7 @@ def adopt(donor: Path, artifacts: Path) -> dict[str, Any]:
         except OSError:  # another file system, or links not allowed
             shutil.copy2(path, target)
     record = json.loads((source / FIT_FILE).read_text())
-    record["shared_from"] = {"run": donor.name, "path": str(donor)}
+    record.setdefault("shared_from", {"run": donor.name, "path": str(donor)})  # a donor's own donor trained it
     atomic_write_json(artifacts / FIT_FILE, record)
     return record
 

@@ -70,14 +70,18 @@ def test_force_trains_afresh_and_a_cell_without_weights_is_no_donor(tmp_path):
     (donor.path / "artifacts" / WEIGHTS).unlink()  # as in a committed results folder
     other = run(cell(runs, params={**PPLUG, "lr": 1e-3}, decoding="constrained"))
     assert "shared_from" not in fit_record(other.path)
-    assert find_donor([runs], RunConfig.from_dict(json.loads((forced.path / "config.json").read_text())["config"]),
-                      [WEIGHTS]) is None  # the only twin left lost its weights
+    config = RunConfig.from_dict(json.loads((forced.path / "config.json").read_text())["config"])
+    assert find_donor([runs], config, [WEIGHTS], exclude=forced.path) is None  # the only twin lost its weights
+    assert find_donor([runs], config, [WEIGHTS]) == forced.path  # a finished cell is its twins' donor
 
 
 def test_fits_from_searches_another_root(tmp_path):
     donor = run(cell(tmp_path / "trained", decoding="constrained"))
     shared = run(cell(tmp_path / "scored", fits_from=(tmp_path / "trained",)))
     assert fit_record(shared.path)["shared_from"]["run"] == donor.path.name
+    twin = run(cell(tmp_path / "scored", decoding="constrained", fits_from=(tmp_path / "trained",)))
+    assert twin.path.name == donor.path.name  # the same cell in another root is a donor too
+    assert fit_record(twin.path)["shared_from"]["path"] == str(donor.path)  # the run that trained it
     config = RunConfig.from_dict(json.loads((shared.path / "config.json").read_text())["config"])
     assert find_donor([tmp_path / "trained"], config, ()) is None  # a method that declares no fit files
     with pytest.raises(inputs.InputError, match="--fits-from .*no such folder"):
