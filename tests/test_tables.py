@@ -426,7 +426,7 @@ def test_a_cell_that_shares_another_runs_fit_says_so(tmp_path):
              fit={"optimizer_steps": 4, "budget_steps": 4, "trained_to_budget": True,
                   "shared_from": {"run": "0123abcd4567", "path": "elsewhere"}})
     text = tables.render_table(tmp_path, which="1", resamples=0)
-    assert "fit shared with run 0123abcd4567 (same training, other decoding)" in text
+    assert "fit shared with run 0123abcd4567 (same training, other decoding; training done while predicting" in text
 
 
 # -- statistics ----------------------------------------------------------------------------------------

@@ -163,8 +163,9 @@ class Cell:
         else:
             ending = "; held-out loss converged in every seed" if trends else ""
         donors = sorted({d for d in (r.fit_shared_from for r in trained) if d})
-        if donors:  # its training cost is the donor's; OPPU's per-user training too
-            ending += f"; fit shared with run {', '.join(donors)} (same training, other decoding)"
+        if donors:  # train s is the donor's; training done while predicting (OPPU's users) is only there
+            ending += (f"; fit shared with run {', '.join(donors)} (same training, other decoding; "
+                       "training done while predicting is in that run's cost)")
         return verdict + (f" ({'; '.join(details)})" if details else "") + ending
 
 
