@@ -15,15 +15,20 @@ test: setup
 bench: setup
 	.venv/bin/python -m benchmarks
 
-# The committed small-scale results: the classification sweep, the convergence study and LaMP-7
-# (finished cells are reused), then the tables, figures and training curves. CPU-only,
-# about two hours from scratch on 2 cores.
+# The committed small-scale results: the classification sweep and its second seeds, the
+# convergence study, LaMP-7 and the free-generation scoring of the classification cells
+# (finished cells are reused; free cells share their constrained twins' fits), then the
+# tables, figures and training curves. CPU-only: several hours from scratch on 2 cores
+# (each soft-prompt fit takes 17-35 minutes, each OPPU cell about an hour).
 SMALL := results/synthetic-small
 GEN := results/synthetic-generation-small
+FREE := results/synthetic-small-free
 results-small: setup
-	for s in classification convergence generation; do .venv/bin/bench sweep sweeps/$$s-small.toml; done
+	for s in classification seeds convergence generation free; do .venv/bin/bench sweep sweeps/$$s-small.toml; done
 	for f in md csv latex; do .venv/bin/bench table --runs $(SMALL)/runs --table 1 --format $$f --out $(SMALL); done
-	.venv/bin/bench table --runs $(SMALL)/runs --table cost --out $(SMALL)
+	for t in ablation cost; do .venv/bin/bench table --runs $(SMALL)/runs --table $$t --out $(SMALL); done
+	for f in md csv latex; do .venv/bin/bench table --runs $(FREE)/runs --table 1 --format $$f --out $(FREE); done
+	.venv/bin/bench table --runs $(FREE)/runs --table cost --out $(FREE)
 	for t in 1 cost; do .venv/bin/bench table --runs $(GEN)/runs --table $$t --out $(GEN); done
 	.venv/bin/bench curves --runs $(SMALL)/runs --runs results/convergence/runs --runs $(GEN)/runs --out results/convergence
 
