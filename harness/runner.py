@@ -342,8 +342,8 @@ def _adopt_shared_fit(method: Method, rundir: RunDir, roots: Sequence[Path]) -> 
         donor = shared_fit.find_donor(roots, rundir.config, method.fit_files(), exclude=rundir.path)
         if donor is not None:
             shared_fit.adopt(donor, rundir.artifacts)
-            notice(f"{rundir.config.method}: sharing the fit of {donor} (same training; it differs only in "
-                   "decoding); --force trains afresh")
+            notice(f"{rundir.config.method}: sharing the fit of {donor} (same training; the cells differ "
+                   "only in decoding or beam width); --force trains afresh")
 
 
 def _fit_and_record(method: Method, train: Split, rundir: RunDir, write: bool = True) -> dict[str, Any]:

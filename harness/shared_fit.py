@@ -13,8 +13,8 @@ runner looks for a finished run with the same key (under the results root, and a
 again. Only methods that declare it take part (:meth:`harness.api.Method.fit_files`
 lists the files that mark their finished fit): a method whose training reads the
 decoding mode, such as ROPG/RSPG learning from the LLM's own answers, declares none.
-The adopted ``fit.json`` keeps the donor's training cost and names the donor, so the
-cost table reports what the weights cost and the provenance says where they came from.
+The adopted ``fit.json`` keeps the training cost and names the run that trained the
+weights, so the cost table reports what they cost and the provenance where they came from.
 """
 
 from __future__ import annotations
