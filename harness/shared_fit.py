@@ -24,7 +24,6 @@ import os
 import shutil
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
 
 from harness.store import CONFIG_FILE, FIT_FILE, RunConfig, atomic_write_json
 
@@ -55,8 +54,8 @@ def find_donor(roots: Iterable[Path], config: RunConfig, fit_files: Sequence[str
     return None
 
 
-def adopt(donor: Path, artifacts: Path) -> dict[str, Any]:
-    """Link (or copy) ``donor``'s artifacts into ``artifacts``; return the adopted fit record.
+def adopt(donor: Path, artifacts: Path) -> None:
+    """Link (or copy) ``donor``'s artifacts into ``artifacts``, and record where they came from.
 
     Hard links cost no space and are safe here: every artifact is written by an atomic
     rename, so a later rewrite in either run gives that run a new file and never changes
@@ -79,7 +78,6 @@ def adopt(donor: Path, artifacts: Path) -> dict[str, Any]:
     record = json.loads((source / FIT_FILE).read_text())
     record.setdefault("shared_from", {"run": donor.name, "path": str(donor)})  # a donor's own donor trained it
     atomic_write_json(artifacts / FIT_FILE, record)
-    return record
 
 
 def _config_of(run: Path) -> RunConfig | None:

@@ -86,11 +86,14 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(dataclasses.asdict(self), sort_keys=True, default=str))
 
+    def _hashed(self) -> dict[str, Any]:
+        """What the run hash covers: every field but the shard (every shard of a run writes
+        the same directory) and where the data sits (its checksum is hashed)."""
+        return {k: v for k, v in self.to_dict().items() if k not in {"shard", "data_location"}}
+
     @property
     def hash(self) -> str:
-        # The shard is not hashed: every shard of a run writes the same directory.
-        payload = {k: v for k, v in self.to_dict().items() if k not in {"shard", "data_location"}}
-        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
+        return _digest(self._hashed())
 
     @property
     def fit_key(self) -> str:
@@ -102,9 +105,9 @@ class RunConfig:
         question limit too (OPPU trains a user's adapter on the profiles of the questions
         batched together).
         """
-        payload = {k: v for k, v in self.to_dict().items() if k not in {"shard", "data_location", "decoding"}}
+        payload = {k: v for k, v in self._hashed().items() if k != "decoding"}
         payload["generation"] = {k: v for k, v in payload["generation"].items() if k != "num_beams"}
-        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
+        return _digest(payload)
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> RunConfig:
@@ -113,6 +116,11 @@ class RunConfig:
         if raw.get("shard") is not None:
             raw["shard"] = tuple(raw["shard"])
         return cls(**raw)
+
+
+def _digest(payload: Mapping[str, Any]) -> str:
+    """12 hex digits of the SHA-256 of ``payload`` as sorted JSON (run folder names)."""
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def provenance() -> dict[str, Any]:
