@@ -142,9 +142,10 @@ def provenance() -> dict[str, Any]:
 def git_commit() -> str | None:
     here = Path(__file__).resolve().parent
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5,
+                             check=False)
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, timeout=5)
+                               capture_output=True, text=True, timeout=5, check=False)
     except (OSError, subprocess.SubprocessError):
         return None
     if out.returncode != 0:
@@ -409,7 +410,7 @@ class RunDir:
     def __enter__(self) -> RunDir:
         self.path.mkdir(parents=True, exist_ok=True)
         # "a+": opening must not truncate, or a waiting process would erase the holder's name
-        self._lock_fh = open(self.lock_path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the run
+        self._lock_fh = open(self.lock_path, "a+", encoding="utf-8")  # held for the run: closed in __exit__
         try:
             fcntl.flock(self._lock_fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:

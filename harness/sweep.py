@@ -209,7 +209,7 @@ def spec_from_mapping(raw: Mapping[str, Any], where: str = "sweep") -> SweepSpec
 
 
 def _spec(raw: Mapping[str, Any], where: str) -> SweepSpec:
-    key = lambda name: f"{where}: '{name}'"  # noqa: E731 - how every message names a key
+    key = lambda name: f"{where}: '{name}'"  # how every message names a key
     gen = raw.get("generation", {})
     if not isinstance(gen, Mapping):
         raise SweepConfigError(f"{key('generation')} must be a table of settings")

@@ -12,7 +12,11 @@ method adds one hashtag, so this probe counts the style directly, per run:
 * the share written all in lowercase, among questions whose gold is and among the
   others: a method that reads the user's habit lowercases the first far more often.
 
-    python scripts/lamp7_style_probe.py RUN_DIR [RUN_DIR ...] [--out FILE.md]
+    python scripts/lamp7_style_probe.py RUN_DIR [RUN_DIR ...] [--common] [--out FILE.md]
+
+``--common`` scores every run on the questions all of them answered, so that a cell run
+on the first N questions (``--limit N``, e.g. OPPU, whose per-user stage is the costly
+part) compares with full-split cells on the same questions.
 """
 
 from __future__ import annotations
@@ -49,16 +53,22 @@ def style(records: list[dict]) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("runs", nargs="+", type=Path)
+    parser.add_argument("--common", action="store_true",
+                        help="score every run on the questions all the runs answered")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
+    cells = [read_run(run) for run in args.runs]
+    for run, cell in zip(args.runs, cells):
+        if cell.task != "lamp7":
+            raise SystemExit(f"{run}: a {cell.task} run; this probe reads LaMP-7 runs")
+    shared = set.intersection(*(set(c.records) for c in cells)) if args.common else None
+    if shared is not None and not shared:
+        raise SystemExit("--common: the runs share no question")
     header = ("| run | questions | answers with the user's signature hashtag | answers with any hashtag "
               "| lowercase answers: where the gold is lowercase / elsewhere |")
     lines = [header, "|---|---|---|---|---|"]
-    for run in args.runs:
-        cell = read_run(run)
-        if cell.task != "lamp7":
-            raise SystemExit(f"{run}: a {cell.task} run; this probe reads LaMP-7 runs")
-        s = style(list(cell.records.values()))
+    for run, cell in zip(args.runs, cells):
+        s = style([r for q, r in cell.records.items() if shared is None or q in shared])
         lines.append(f"| {cell.method} ({run.name}) | {s['questions']} | {s['signature']:.3f} "
                      f"| {s['any hashtag']:.3f} | {s['lowercase']:.3f} (of {s['lowercase golds']}) / "
                      f"{s['lowercase elsewhere']:.3f} (of {s['other golds']}) |")
