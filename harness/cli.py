@@ -215,6 +215,35 @@ def table(
 
 
 @app.command()
+def compare(
+    run_a: Annotated[Path, typer.Argument(help="A finished run folder (A).")],
+    run_b: Annotated[Path, typer.Argument(help="The run folder A is tested against (B).")],
+    metrics: Annotated[str, typer.Option("--metrics", help="official or parsed.")] = "official",
+    resamples: Annotated[int, typer.Option(help="Bootstrap resamples (0: no CIs or test).")] = 1000,
+    stat_seed: Annotated[int, typer.Option(help="Seed of the bootstrap draws.")] = 0,
+    allow_under_budget: Annotated[bool, typer.Option(
+        help="Compare a run that stopped short of its training budget (the report says so).")] = False,
+    out: Annotated[Optional[Path], typer.Option(help="Also write the report (markdown) here.")] = None,
+) -> None:
+    """Paired bootstrap of two runs on the questions both answered.
+
+    For cells no table puts side by side: a --limit N run against a full-split one, or runs
+    in two results roots. Refuses runs of different tasks, splits or data files.
+    """
+    from harness.report.compare import compare_paths, render_comparison
+
+    try:
+        result = compare_paths(run_a, run_b, metric_set=metrics, resamples=resamples, seed=stat_seed,
+                               allow_under_budget=allow_under_budget)
+    except (ValueError, RegistryError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    text = render_comparison(result)
+    if out is not None:
+        out.write_text(text)
+    console.print(text, highlight=False, markup=False, soft_wrap=True)
+
+
+@app.command()
 def sweep(
     config: Annotated[Optional[Path], typer.Argument(help="TOML sweep config (see sweeps/).")] = None,
     tasks: Annotated[Optional[str], typer.Option(help="Comma-separated tasks (overrides the config).")] = None,

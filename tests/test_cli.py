@@ -13,7 +13,7 @@ runner = CliRunner()
 
 
 @pytest.mark.parametrize("args", [[], ["run"], ["score"], ["table"], ["list"], ["data"], ["data", "synth"],
-                                  ["data", "validate"], ["data", "download"]])
+                                  ["data", "validate"], ["data", "download"], ["compare"]])
 def test_help_everywhere(args):
     result = runner.invoke(app, [*args, "--help"])
     assert result.exit_code == 0 and "Usage" in result.output
