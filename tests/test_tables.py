@@ -543,6 +543,44 @@ def test_several_seeds_show_mean_and_std(tmp_path):
     assert "0.700 ± 0.141" in text and "seeds [0, 1]" in text
 
 
+def test_a_pooled_win_whose_seeds_disagree_gets_no_marker(tmp_path):
+    """Seed 0 far better than its control, seed 1 worse: the pooled test is significant, the
+    marker is withheld and the per-seed advantages are printed and written to the CSV."""
+    golds = ["comedy"] * 40
+    make_run(tmp_path, "lamp2", "adhoc", ["x"] * 40, golds)
+    make_run(tmp_path, "lamp2", "pplug", ["comedy"] * 36 + ["x"] * 4, golds, seed=0)
+    make_run(tmp_path, "lamp2", "pplug", ["comedy"] * 14 + ["x"] * 26, golds, seed=1)
+    make_run(tmp_path, "lamp2", "prompt-tuning", ["comedy"] * 10 + ["x"] * 30, golds, seed=0)
+    make_run(tmp_path, "lamp2", "prompt-tuning", ["comedy"] * 20 + ["x"] * 20, golds, seed=1)
+    grid = tables.build_grids(tables.load_runs(tmp_path).runs, "1", resamples=300)[0]
+    cols = {c.method: c for c in grid.columns}
+    pplug = grid.cells[("lamp2", cols["pplug"])]
+    control = pplug.tests["control"]["accuracy"]
+    assert control.test.p < 0.05 and control.test.advantage == pytest.approx(0.25)  # 0.625 vs 0.375, pooled
+    assert control.per_seed == (pytest.approx((0, 0.65)), pytest.approx((1, -0.15)))
+    assert not control.seeds_agree and not render.significantly_better(control)
+    adhoc = pplug.tests["adhoc"]["accuracy"]  # adhoc ran one seed: nothing per seed to disagree
+    assert adhoc.per_seed == () and render.significantly_better(adhoc)
+    text = render.render_markdown(grid)
+    acc = dict(zip(header_cells(text), row_cells(table_lines(text)[2])))
+    assert "†" in acc["pplug"] and "‡" not in acc["pplug"]
+    assert "prompt-tuning: +0.250 (p " in text and "; seeds +0.650/-0.150, signs differ)" in text
+    assert "a marker needs every seed to agree in sign" in text
+    rows = {r["method"]: r for r in read_csv(tables.render_table(tmp_path, which="1", fmt="csv", resamples=300))
+            if r["metric"] == "accuracy"}
+    assert rows["pplug"]["per_seed_vs_control"] == "0:+0.65;1:-0.15" and rows["pplug"]["per_seed_vs_adhoc"] == ""
+    # the same seeds pointing the same way keep the marker
+    agree = tmp_path / "agree"
+    make_run(agree, "lamp2", "pplug", ["comedy"] * 36 + ["x"] * 4, golds, seed=0)
+    make_run(agree, "lamp2", "pplug", ["comedy"] * 30 + ["x"] * 10, golds, seed=1)
+    make_run(agree, "lamp2", "prompt-tuning", ["comedy"] * 10 + ["x"] * 30, golds, seed=0)
+    make_run(agree, "lamp2", "prompt-tuning", ["comedy"] * 20 + ["x"] * 20, golds, seed=1)
+    grid = tables.build_grids(tables.load_runs(agree).runs, "1", resamples=300)[0]
+    control = grid.cells[("lamp2", next(c for c in grid.columns if c.method == "pplug"))].tests["control"]["accuracy"]
+    assert control.seeds_agree and render.significantly_better(control)
+    assert "; seeds +0.650/+0.250)" in render.render_markdown(grid)
+
+
 def test_golds_fall_back_to_the_data_source_and_otherwise_no_ci(tmp_path):
     make_run(tmp_path, "lamp2", "adhoc", ["comedy"] * 10, GOLD2, store_gold=False)
     text = tables.render_table(tmp_path, which="1", resamples=100)

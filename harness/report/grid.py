@@ -111,10 +111,23 @@ class Column:
 
 @dataclass(frozen=True)
 class Comparison:
-    """A paired test of a cell against one reference column of its row."""
+    """A paired test of a cell against one reference column of its row.
+
+    The test pools seeds: it resamples questions and holds each column's seed mean fixed,
+    so it says nothing about training randomness. ``per_seed`` keeps the advantage on each
+    training seed both columns ran (set only when they share two or more), because a
+    pooled p under 0.05 whose seeds point different ways would not survive a new training
+    run, and a reader must see that before trusting a marker.
+    """
 
     against: str  # the reference column's label
     test: stats.PairedTest
+    per_seed: tuple[tuple[int, float], ...] = ()  # (seed, advantage > 0: better), shared seeds only
+
+    @property
+    def seeds_agree(self) -> bool:
+        """Every shared seed's advantage has the pooled advantage's sign (true with fewer than two)."""
+        return all((adv > 0) == (self.test.advantage > 0) and adv != 0 for _, adv in self.per_seed)
 
 
 @dataclass
@@ -123,6 +136,7 @@ class Cell:
 
     runs: list[Run]
     value: dict[str, float] = field(default_factory=dict)
+    per_seed: dict[str, dict[int, float]] = field(default_factory=dict)  # metric -> seed -> rescored value
     std: dict[str, float | None] = field(default_factory=dict)
     ci: dict[str, tuple[float, float] | None] = field(default_factory=dict)
     boot: dict[str, np.ndarray] = field(default_factory=dict)

@@ -68,6 +68,9 @@ def header(grid: Grid) -> list[str]:
                            "declared control, § (PPlug families) better than the row's best baseline")
             if grid.versus is not None:
                 stats_text += f"; every column is also tested against {grid.versus} (paired tests below; no marker)"
+            if any(len(c.runs) > 1 for c in grid.cells.values()):
+                stats_text += ("; with several seeds the test pools them, the paired tests list the advantage on "
+                               "each seed both columns ran, and a marker needs every seed to agree in sign")
         stats_text += f"; bold: best; {MISSING}: not run"
         if any(c.under_budget for c in grid.cells.values()):
             stats_text += (f"; a number marked {UNDER_BUDGET} (struck through; in LaTeX parenthesised with "
@@ -93,7 +96,17 @@ def best_columns(grid: Grid, task: str, metric: str) -> set[Column]:
 
 
 def significantly_better(comparison: Comparison | None) -> bool:
-    return comparison is not None and comparison.test.advantage > 0 and comparison.test.p < ALPHA
+    """p below ALPHA, better, and every training seed both columns ran better too."""
+    return (comparison is not None and comparison.test.advantage > 0 and comparison.test.p < ALPHA
+            and comparison.seeds_agree)
+
+
+def per_seed_text(comparison: Comparison) -> str:
+    """``; seeds +0.297/-0.120, signs differ`` (empty with fewer than two shared seeds)."""
+    if not comparison.per_seed:
+        return ""
+    values = "/".join(f"{adv:+.3f}" for _, adv in comparison.per_seed)
+    return f"; seeds {values}" + ("" if comparison.seeds_agree else ", signs differ")
 
 
 def markers(cell: Cell, metric: str) -> str:
@@ -120,7 +133,8 @@ def _advantage(comparison: Comparison | None, name: bool) -> str:
     if comparison is None:
         return MISSING
     test = comparison.test
-    return (f"{comparison.against}: " if name else "") + f"{test.advantage:+.3f} (p {test.p:.3f})"
+    return ((f"{comparison.against}: " if name else "")
+            + f"{test.advantage:+.3f} (p {test.p:.3f}{per_seed_text(comparison)})")
 
 
 def paired_rows(grid: Grid) -> tuple[list[str], list[list[str]]]:
@@ -223,16 +237,19 @@ def render_latex(grid: Grid) -> str:
 CSV_FIELDS = ("source", "table", "setting", "metric_set", "profile", "decoding", "task", "metric", "direction",
               "column", "method", "params", "llm", "encoder", "value", "std", "n_seeds", "ci_low", "ci_high",
               "trained_to_budget", "under_budget_value",
-              "advantage_vs_adhoc", "p_vs_adhoc", "control", "advantage_vs_control", "p_vs_control",
-              "best_baseline", "advantage_vs_best_baseline", "p_vs_best_baseline",
-              "versus", "advantage_vs_versus", "p_vs_versus",
+              "advantage_vs_adhoc", "p_vs_adhoc", "per_seed_vs_adhoc",
+              "control", "advantage_vs_control", "p_vs_control", "per_seed_vs_control",
+              "best_baseline", "advantage_vs_best_baseline", "p_vs_best_baseline", "per_seed_vs_best_baseline",
+              "versus", "advantage_vs_versus", "p_vs_versus", "per_seed_vs_versus",
               "n_examples", "data_kind", "data_checksum", "split", "runs")
 
 
 def _test_fields(kind: str, comparison: Comparison | None, *, named: bool) -> dict[str, Any]:
     """A paired test as CSV fields (advantage > 0: better, whatever the metric's direction)."""
     fields: dict[str, Any] = {f"advantage_vs_{kind}": "" if comparison is None else comparison.test.advantage,
-                              f"p_vs_{kind}": "" if comparison is None else comparison.test.p}
+                              f"p_vs_{kind}": "" if comparison is None else comparison.test.p,
+                              f"per_seed_vs_{kind}": "" if comparison is None else
+                              ";".join(f"{seed}:{adv:+.6g}" for seed, adv in comparison.per_seed)}
     if named:
         fields[kind] = "" if comparison is None else comparison.against
     return fields

@@ -18,6 +18,11 @@ Each cell is tested against up to four references of its row (same LLM x encoder
 * ``versus`` — the column the reader named (``bench table --versus``), for any claim the
   three above do not cover (e.g. "a trained retriever adds nothing over BM25 at the same k").
 
+With several training seeds the test pools them (each column's seed mean on every draw);
+each comparison also keeps the advantage per seed both columns ran
+(:class:`~harness.report.grid.Comparison`), and the tables give a marker only where those
+agree in sign.
+
 A cell whose fit stopped short of its budget is not the method's result: it gets no CI,
 no test, and serves as no reference. A task that is not registered here cannot be
 rescored; its cells keep metrics.json's values, without CIs, and the table says so.
@@ -104,6 +109,7 @@ def _bootstrap_cell(grid: Grid, task: str, col: Column, cell: Cell, ids: list[st
         return
     for metric, values in cell.boot.items():
         cell.ci[metric] = stats.percentile_ci(values)
+        cell.per_seed[metric] = {r.seed: f[metric] for r, f in zip(cell.runs, full)}
         recomputed = float(np.mean([f[metric] for f in full]))
         if metric in cell.value and abs(recomputed - cell.value[metric]) > 1e-6:
             grid.notes.append(f"{task} {col.label} {metric}: metrics.json says {cell.value[metric]:.4f}, "
@@ -113,6 +119,17 @@ def _bootstrap_cell(grid: Grid, task: str, col: Column, cell: Cell, ids: list[st
 def _test(cell: Cell, ref: Cell, metric: str) -> stats.PairedTest | None:
     return stats.paired_bootstrap(cell.boot[metric], ref.boot[metric], cell.value[metric], ref.value[metric],
                                   higher_is_better(metric))
+
+
+def per_seed_advantages(cell: Cell, ref: Cell, metric: str) -> tuple[tuple[int, float], ...]:
+    """(seed, advantage) for every training seed both cells ran, oriented so > 0 is better;
+    empty unless they share at least two seeds (one seed is the pooled test itself)."""
+    mine, theirs = cell.per_seed.get(metric, {}), ref.per_seed.get(metric, {})
+    shared = sorted(mine.keys() & theirs.keys())
+    if len(shared) < 2:
+        return ()
+    sign = 1.0 if higher_is_better(metric) else -1.0
+    return tuple((s, sign * (mine[s] - theirs[s])) for s in shared)
 
 
 def _paired_tests(grid: Grid, task: str, row: Mapping[Column, Cell], roles: Roles) -> None:
@@ -150,7 +167,8 @@ def _paired_tests(grid: Grid, task: str, row: Mapping[Column, Cell], roles: Role
                     continue
                 test = _test(cell, scored[ref], metric)
                 if test is not None:
-                    cell.tests[kind][metric] = Comparison(ref.label, test)
+                    cell.tests[kind][metric] = Comparison(ref.label, test,
+                                                          per_seed_advantages(cell, scored[ref], metric))
 
 
 def setting_differences(col: Column, other: Column) -> list[str]:
