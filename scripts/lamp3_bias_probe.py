@@ -64,7 +64,7 @@ def probe(runs: list[Path]) -> str:
              "|---|" + "---|" * (len(groups) + 1)]
     for run in runs:
         cell = read_run(run)
-        label = f"{cell.method} ({run.name})" + "".join(
+        label = f"{cell.method} ({run.name}, seed {cell.seed})" + "".join(
             f" {k}={v}" for k, v in sorted(cell.params.items())
             if k in ("history_text", "soft_scale", "head_lr", "center_history", "max_train_examples", "epochs",
                      "n_persona_tokens", "lr"))

@@ -69,7 +69,7 @@ def main() -> None:
     lines = [header, "|---|---|---|---|---|"]
     for run, cell in zip(args.runs, cells):
         s = style([r for q, r in cell.records.items() if shared is None or q in shared])
-        lines.append(f"| {cell.method} ({run.name}) | {s['questions']} | {s['signature']:.3f} "
+        lines.append(f"| {cell.method} ({run.name}, seed {cell.seed}) | {s['questions']} | {s['signature']:.3f} "
                      f"| {s['any hashtag']:.3f} | {s['lowercase']:.3f} (of {s['lowercase golds']}) / "
                      f"{s['lowercase elsewhere']:.3f} (of {s['other golds']}) |")
     text = "\n".join(lines)
