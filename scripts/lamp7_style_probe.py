@@ -25,7 +25,7 @@ import argparse
 import re
 from pathlib import Path
 
-from harness.report.runs import read_run
+from harness.report.runs import Damaged, Run, read_run
 
 HASHTAG = re.compile(r"#\w+")
 
@@ -50,6 +50,14 @@ def style(records: list[dict]) -> dict[str, float]:
     }
 
 
+def _read(run: Path) -> Run:
+    """The run's records, or an error naming the folder (an unfinished run has no config or metrics)."""
+    try:
+        return read_run(run)
+    except Damaged as exc:
+        raise SystemExit(f"{run}: not a finished run ({exc})") from None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("runs", nargs="+", type=Path)
@@ -57,7 +65,7 @@ def main() -> None:
                         help="score every run on the questions all the runs answered")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    cells = [read_run(run) for run in args.runs]
+    cells = [_read(run) for run in args.runs]
     for run, cell in zip(args.runs, cells):
         if cell.task != "lamp7":
             raise SystemExit(f"{run}: a {cell.task} run; this probe reads LaMP-7 runs")
