@@ -60,15 +60,15 @@ def header(grid: Grid) -> list[str]:
     lines = [TITLES[grid.which], grid.describe(), METRIC_SET_TEXT[grid.metric_set]]
     if grid.which != "cost":
         seeds = sorted({s for c in grid.cells.values() for s in c.seeds})
-        stats_text = (f"values: mean over seeds {seeds}"
-                      + (" ± std" if any(len(c.runs) > 1 for c in grid.cells.values()) else ""))
+        several_seeds = any(len(c.runs) > 1 for c in grid.cells.values())
+        stats_text = f"values: mean over seeds {seeds}" + (" ± std" if several_seeds else "")
         if grid.resamples:
             stats_text += (f"; [95% CI] by bootstrap over examples ({grid.resamples} resamples); paired bootstrap "
                            f"on the same examples, p<{ALPHA}: † better than adhoc, ‡ better than the method's "
                            "declared control, § (PPlug families) better than the row's best baseline")
             if grid.versus is not None:
                 stats_text += f"; every column is also tested against {grid.versus} (paired tests below; no marker)"
-            if any(len(c.runs) > 1 for c in grid.cells.values()):
+            if several_seeds:
                 stats_text += ("; with several seeds the test pools them, the paired tests list the advantage on "
                                "each seed both columns ran, and a marker needs every seed to agree in sign")
         stats_text += f"; bold: best; {MISSING}: not run"
