@@ -51,6 +51,7 @@ import math
 import random
 from abc import abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -62,6 +63,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from harness.api import LOSS_FILE, Example, Method, RunContext
+from harness.lora import BatchedLoRA, LoRAWeights, default_targets, fresh_lora, load_lora, merged_lora, save_lora, \
+    target_module_names
+from harness.params import added_option
 from harness.store import atomic_output, atomic_write_json
 
 SoftScale = Literal["reference", "normalized"]
@@ -123,6 +127,11 @@ class SoftPromptParams:
     patience: int | None = None  # stop after this many held-out losses without improvement
     min_delta: float = 0.0  # what counts as an improvement of the held-out loss
     max_steps: int | None = None  # cap on optimizer steps (smoke runs, tests)
+    # Not in the paper (its LLM stays frozen): one LoRA on the LLM's query/key/value
+    # projections, shared by every user and trained with the soft tokens. 0: off.
+    backbone_lora_rank: int = added_option(0)
+    backbone_lora_alpha: float = added_option(8.0)  # OPPU's alpha
+    backbone_lora_lr: float = added_option(1e-3)  # the task LoRA's best lr (convergence, section 3)
 
     def __post_init__(self) -> None:
         if self.soft_scale not in SOFT_SCALES:
@@ -130,7 +139,7 @@ class SoftPromptParams:
         for name in ("batch_size", "micro_batch", "n_persona_tokens", "max_input_tokens"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("history_dropout_copies", "heldout_examples"):
+        for name in ("history_dropout_copies", "heldout_examples", "backbone_lora_rank"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("epochs", "max_train_examples", "eval_every", "patience", "max_steps"):
@@ -141,6 +150,9 @@ class SoftPromptParams:
             raise ValueError(f"history_dropout_max must be in [0, 1), got {self.history_dropout_max}")
         if self.embedding_scale is not None and self.embedding_scale <= 0:
             raise ValueError(f"embedding_scale must be > 0, got {self.embedding_scale}")
+        for name in ("backbone_lora_alpha", "backbone_lora_lr"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
 
 
 # -- the soft tokens ----------------------------------------------------------------------
@@ -286,6 +298,7 @@ class LoopSettings:
     patience: int | None = None
     min_delta: float = 0.0
     seed: int = 0
+    adapter_lr: float | None = None  # the backbone LoRA's, when one trains beside the soft tokens
 
 
 def budget_steps(n_units: int, batch_size: int, epochs: int, max_steps: int | None) -> int:
@@ -387,13 +400,16 @@ def mean_loss(loss_fn: LossFn, units: Sequence[Unit], micro_batch: int) -> float
 
 
 def train_soft_tokens(module: SoftTokens, units: Sequence[Unit], heldout: Sequence[Unit], loss_fn: LossFn,
-                      settings: LoopSettings, *, progress: bool = False, desc: str = "fit") -> TrainRecord:
+                      settings: LoopSettings, *, adapter: Sequence[nn.Parameter] = (), progress: bool = False,
+                      desc: str = "fit") -> TrainRecord:
     """Train ``module``'s parameters on ``units`` with ``loss_fn`` (a micro-batch's mean loss).
 
     The held-out loss is taken before the first step, every ``eval_every`` steps (default:
     10 times per run) and after the last. With ``patience``, training stops once that many
     held-out losses in a row fail to beat the best by ``min_delta``, and the weights of the
-    best held-out loss are restored (also when the budget ran out first).
+    best held-out loss are restored (also when the budget ran out first). ``adapter``
+    (a backbone LoRA's parameters, already installed where ``loss_fn`` runs) trains in
+    the same steps at ``settings.adapter_lr`` and is restored with the rest.
     """
     s = settings
     total = budget_steps(len(units), s.batch_size, s.epochs, s.max_steps)
@@ -401,7 +417,12 @@ def train_soft_tokens(module: SoftTokens, units: Sequence[Unit], heldout: Sequen
                          patience=s.patience if heldout else None)
     if total == 0:
         return record
-    optimizer = torch.optim.AdamW(param_groups(module, s.lr, s.head_lr), weight_decay=s.weight_decay)
+    groups = param_groups(module, s.lr, s.head_lr)
+    if adapter:
+        groups.append({"params": list(adapter), "lr": s.adapter_lr or s.lr, "name": "backbone-lora"})
+    optimizer = torch.optim.AdamW(groups, weight_decay=s.weight_decay)
+    trained = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
+    trained += [(f"backbone-lora.{i}", p) for i, p in enumerate(adapter)]
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_warmup(total, s.warmup_ratio))
     every = s.eval_every or max(1, math.ceil(total / DEFAULT_EVALS))
     rng = random.Random(s.seed)
@@ -420,7 +441,7 @@ def train_soft_tokens(module: SoftTokens, units: Sequence[Unit], heldout: Sequen
         if loss < previous - s.min_delta:
             record.best_step, stale = step, 0
             if record.patience is not None:
-                best_state = {n: p.detach().clone() for n, p in module.named_parameters() if p.requires_grad}
+                best_state = {n: p.detach().clone() for n, p in trained}
             return False
         stale += 1
         return record.patience is not None and stale >= record.patience
@@ -455,7 +476,7 @@ def train_soft_tokens(module: SoftTokens, units: Sequence[Unit], heldout: Sequen
             break
     bar.close()
     if best_state is not None:
-        named = dict(module.named_parameters())
+        named = dict(trained)
         with torch.no_grad():
             for name, tensor in best_state.items():
                 named[name].copy_(tensor)
@@ -516,6 +537,7 @@ class SoftPromptMethod(Method):
     def __init__(self, ctx: RunContext, params: Any = None) -> None:
         super().__init__(ctx, params)
         self.module: SoftTokens | None = None
+        self.backbone_lora: LoRAWeights | None = None  # with ``backbone_lora_rank``: the shared LLM adapter
         self.record: TrainRecord | None = None
         self.fit_info: dict[str, Any] = {}
         self._prompts: list[str] = []
@@ -557,6 +579,25 @@ class SoftPromptMethod(Method):
         return self.ctx.artifacts_dir / f"{self.artifact}.json"
 
     @property
+    def backbone_lora_path(self) -> Path:
+        return self.ctx.artifacts_dir / f"{self.artifact}_backbone_lora.safetensors"
+
+    def backbone_lora_targets(self) -> list[str]:
+        """OPPU's task-LoRA targets: every query, key and value projection of the LLM."""
+        model = self.ctx.llm().model
+        return target_module_names(model, default_targets(model, key=True))
+
+    @contextmanager
+    def with_backbone_lora(self) -> Iterator[None]:
+        """The trained backbone LoRA merged into the LLM for inference (nothing without one);
+        the shared backbone is restored bit-exactly on exit."""
+        if self.backbone_lora is None:
+            yield
+            return
+        with merged_lora(self.ctx.llm().model, self.backbone_lora, self.params.backbone_lora_alpha):
+            yield
+
+    @property
     def max_input_tokens(self) -> int:
         return min(self.params.max_input_tokens, self.ctx.generation.max_input_tokens)
 
@@ -582,7 +623,7 @@ class SoftPromptMethod(Method):
         return LoopSettings(lr=p.lr, head_lr=p.head_lr, weight_decay=p.weight_decay, warmup_ratio=p.warmup_ratio,
                             batch_size=p.batch_size, micro_batch=p.micro_batch, epochs=self.epochs(),
                             max_steps=p.max_steps, eval_every=p.eval_every, patience=p.patience,
-                            min_delta=p.min_delta, seed=self.ctx.seed)
+                            min_delta=p.min_delta, seed=self.ctx.seed, adapter_lr=p.backbone_lora_lr)
 
     def unit_loss(self, units: Sequence[Unit]) -> torch.Tensor:
         """Mean next-token loss of the gold outputs of ``units`` after their soft tokens."""
@@ -610,19 +651,37 @@ class SoftPromptMethod(Method):
         self.prepare(prepared, len(train_part), rng)
         units = [u for i in range(len(train_part)) for u in (Unit(i), *self.augment(i))]
         heldout = [Unit(len(train_part) + j) for j in range(len(held_part))]
-        self.record = train_soft_tokens(module, units, heldout, self.unit_loss, self.loop_settings(),
-                                        progress=self.ctx.progress, desc=f"{self.ctx.task.name}/{self.artifact} fit")
+        desc = f"{self.ctx.task.name}/{self.artifact} fit"
+        if p.backbone_lora_rank:
+            model, names = self.ctx.llm().model, self.backbone_lora_targets()
+            start = fresh_lora(model, names, p.backbone_lora_rank, self.ctx.seed)  # before the layers are wrapped
+            with BatchedLoRA(model, names, 1, p.backbone_lora_rank, p.backbone_lora_alpha) as lora:
+                lora.set_slot(0, start)
+                with lora.route(torch.zeros(1, dtype=torch.long)):
+                    self.record = train_soft_tokens(module, units, heldout, self.unit_loss, self.loop_settings(),
+                                                    adapter=lora.parameters(), progress=self.ctx.progress, desc=desc)
+                self.backbone_lora = lora.slot_weights(0)
+        else:
+            self.record = train_soft_tokens(module, units, heldout, self.unit_loss, self.loop_settings(),
+                                            progress=self.ctx.progress, desc=desc)
         self.fit_info = {"train_examples_used": len(train_part), "heldout_examples": len(held_part)}
         self.save()
 
     def fit_files(self) -> Sequence[str]:
-        """The weights file marks a finished fit, which reads no decoding setting: shareable."""
+        """The weights file marks a finished fit, which reads no decoding setting: shareable
+        (with the backbone LoRA beside it when there is one)."""
+        if self.params.backbone_lora_rank:
+            return (self.backbone_lora_path.name, self.weights_path.name)
         return (self.weights_path.name,)
 
     def fit_summary(self) -> dict[str, Any]:
         if self.record is None:
             return {}
         info = {k: v for k, v in self.fit_info.items() if k != "loaded"}
+        p = self.params
+        if p.backbone_lora_rank:
+            info["backbone_lora"] = {"rank": p.backbone_lora_rank, "alpha": p.backbone_lora_alpha,
+                                     "lr": p.backbone_lora_lr, "targets": "query, key, value"}
         return {**info, **self.record.summary(), "soft_scale": self.params.soft_scale,
                 "embedding_scale": self.module.scale if self.module is not None else None,
                 "soft_tokens": self.module.n_tokens if self.module is not None else None}
@@ -644,6 +703,8 @@ class SoftPromptMethod(Method):
         atomic_write_json(self.config_path, {**self.config(), "fit": self.fit_info, "record": self.record.to_json()})
         atomic_write_json(art / LOSS_FILE, self.record.to_json())
         plot_loss(self.record, art / "loss.png", title=f"{self.ctx.task.name} / {type(self).__name__}")
+        if self.backbone_lora is not None:
+            save_lora(self.backbone_lora_path, self.backbone_lora, metadata={"alpha": str(self.params.backbone_lora_alpha)})
         with atomic_output(self.weights_path) as tmp:  # last: the weights file marks a finished fit
             save_file(self.module.trainable_state(), str(tmp),
                       metadata={"format": "pt", "method": type(self).__name__})
@@ -657,6 +718,11 @@ class SoftPromptMethod(Method):
             raise RuntimeError(f"{self.weights_path} does not match this module (missing "
                                f"{sorted(set(missing) & saved)[:5]}, unexpected {unexpected[:5]})")
         self.module = module.eval()
+        if self.params.backbone_lora_rank:
+            if not self.backbone_lora_path.is_file():
+                raise FileNotFoundError(f"{self.backbone_lora_path}: backbone_lora_rank is set but the fit's "
+                                        "LoRA is missing (rerun the cell)")
+            self.backbone_lora, _ = load_lora(self.backbone_lora_path)
         if self.config_path.exists():
             saved = json.loads(self.config_path.read_text())
             if "record" in saved:
@@ -670,13 +736,15 @@ class SoftPromptMethod(Method):
             if not self.weights_path.exists():
                 raise RuntimeError(f"{type(self).__name__}: fit() first (no trained soft tokens in the artifacts)")
             self.load()
-        return self.ctx.generate(self.prompts(batch), prefix=self.soft_tokens(batch),
-                                 max_input_tokens=self.max_input_tokens)
+        with self.with_backbone_lora():
+            return self.ctx.generate(self.prompts(batch), prefix=self.soft_tokens(batch),
+                                     max_input_tokens=self.max_input_tokens)
 
     def cost(self) -> dict[str, float]:
         if self.module is None:
             return {}
-        return {"trainable_parameters": float(sum(q.numel() for q in self.module.parameters() if q.requires_grad)),
+        lora = sum(a.numel() + b.numel() for a, b in (self.backbone_lora or {}).values())
+        return {"trainable_parameters": float(sum(q.numel() for q in self.module.parameters() if q.requires_grad) + lora),
                 "soft_tokens": float(self.module.n_tokens)}
 
 

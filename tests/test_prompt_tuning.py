@@ -17,6 +17,7 @@ import torch
 import methods  # noqa: F401 - registers the built-ins
 from harness.api import Example, RunContext
 from harness.backbones import GenerationSettings
+from harness.params import recorded_params
 from harness.registries import METHODS, TASKS
 from harness.soft_prompt import (
     LoopSettings, SoftTokens, TrainRecord, Unit, budget_steps, linear_warmup, param_groups, split_train,
@@ -215,3 +216,42 @@ def test_bad_settings_fail_at_construction():
         PromptTuningParams(history_dropout_max=1.0)
     with pytest.raises(ValueError, match="patience"):
         PromptTuningParams(patience=0)
+
+
+# -- a backbone LoRA beside the soft tokens (not the paper's; off by default) ----------------
+def test_backbone_lora_trains_with_the_soft_tokens_reloads_and_leaves_the_llm_as_found(tmp_path):
+    params = dataclasses.replace(FAST, backbone_lora_rank=2, backbone_lora_lr=1e-2, max_steps=3)
+    method = PromptTuning(context(tmp_path), params)
+    model = method.ctx.llm().model
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    method.fit(make_examples())
+    first = method.predict(make_examples()[:3])
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # merged and restored
+    assert method.backbone_lora_path.is_file()
+    lora = method.backbone_lora
+    assert lora is not None and {name.rsplit(".", 1)[-1] for name in lora} == {"q_proj", "k_proj", "v_proj"}
+    assert any(b.abs().sum() > 0 for _, b in lora.values())  # B starts at zero: it trained
+    assert method.fit_files() == (method.backbone_lora_path.name, method.weights_path.name)
+    assert method.fit_summary()["backbone_lora"]["rank"] == 2
+    assert method.cost()["trainable_parameters"] > sum(p.numel() for p in method.module.parameters())
+    again = PromptTuning(context(tmp_path), params)
+    again.fit(make_examples())  # loads both files instead of training
+    assert again.loss_curve == [] and again.predict(make_examples()[:3]) == first
+    for name, (a, b) in again.backbone_lora.items():
+        assert torch.equal(a, lora[name][0]) and torch.equal(b, lora[name][1])
+
+
+def test_backbone_lora_is_hash_neutral_when_off_and_recorded_when_on():
+    assert "backbone_lora_rank" not in recorded_params(FAST)
+    assert recorded_params(dataclasses.replace(FAST, backbone_lora_rank=4))["backbone_lora_rank"] == 4
+    with pytest.raises(ValueError, match="backbone_lora_rank"):
+        dataclasses.replace(FAST, backbone_lora_rank=-1)
+
+
+def test_a_missing_backbone_lora_file_is_named(tmp_path):
+    params = dataclasses.replace(FAST, backbone_lora_rank=2, max_steps=1)
+    method = PromptTuning(context(tmp_path), params)
+    method.fit(make_examples())
+    method.backbone_lora_path.unlink()
+    with pytest.raises(FileNotFoundError, match="backbone_lora"):
+        PromptTuning(context(tmp_path), params).load()
