@@ -67,6 +67,12 @@ class Backbone:
         return float(weight.detach().float().norm(dim=-1).mean())
 
     # -- prompt -> token ids --------------------------------------------------------------
+    @property
+    def chat_wrapper_lengths(self) -> tuple[int, int]:
+        """How many chat-template tokens :meth:`prompt_ids` puts before and after the
+        prompt; ``(0, 0)`` for a backbone without a chat template."""
+        return (0, 0) if self._chat is None else (len(self._chat[0]), len(self._chat[1]))
+
     def _chat_parts(self) -> tuple[list[int], list[int]] | None:
         if not getattr(self.tokenizer, "chat_template", None):
             return None

@@ -84,6 +84,11 @@ class PPlugParams(SoftPromptParams):
     # nearly uniform (results/convergence section 9). A smaller one makes it select; on
     # synthetic LaMP-2, T = 0.1 selected the wrong items and lost accuracy (same section).
     attention_temperature: float = added_option(1.0)
+    # Not in the reference: subtract Proj of the train histories' mean item from the
+    # persona, so the persona token is zero for the average user and carries only how a
+    # user differs; the task part is left to the instruction token. Trained PPlug tokens
+    # are otherwise 98% shared direction (results/convergence section 17).
+    center_persona: bool = added_option(False)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -135,13 +140,13 @@ class PersonaPlug(SoftTokens):
 
     def __init__(self, encoder: TextEncoder, d_llm: int, scale: float, aggregation: Aggregation,
                  instruction: bool, soft_scale: SoftScale = "reference", n_persona_tokens: int = 1,
-                 center: bool = False, temperature: float = 1.0) -> None:
+                 center: bool = False, temperature: float = 1.0, center_persona: bool = False) -> None:
         super().__init__(encoder.dim, d_llm, scale=scale, soft_scale=soft_scale, instruction=instruction,
                          n_slots=n_persona_tokens)
         self.encoder = encoder  # tokenizer and pooling; its own weights stay frozen
-        self.center = center
+        self.center, self.center_persona = center, center_persona
         self.temperature = temperature
-        if center:  # fitted once from the train histories (PPlug.prepare), saved with the weights
+        if center or center_persona:  # fitted once from the train histories (PPlug.prepare), saved with the weights
             self.register_buffer("history_mean", torch.zeros(encoder.dim))
         self.input_encoder: torch.nn.Module | None = None
         if aggregation == "attention":  # the uniform ablation never reads the input
@@ -167,7 +172,11 @@ class PersonaPlug(SoftTokens):
         else:
             q = self.encode_queries(queries)
         items = history - self.history_mean if self.center else history
-        return aggregate(q, history, self.proj(items), mask, self.aggregation, self.temperature)
+        persona, weights = aggregate(q, history, self.proj(items), mask, self.aggregation, self.temperature)
+        if self.center_persona:  # what the average user's history projects to, in the same input space
+            average = torch.zeros_like(self.history_mean) if self.center else self.history_mean
+            persona = persona - self.proj(average)
+        return persona, weights
 
     def forward(self, queries: Sequence[str], history: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         persona, _ = self.persona(queries, history, mask)
@@ -236,7 +245,8 @@ class PPlug(SoftPromptMethod):
         torch.manual_seed(self.ctx.seed)
         plug = PersonaPlug(self.ctx.encoder(), llm.hidden_size, self.embedding_scale(), self.aggregation,
                            self.instruction, soft_scale=p.soft_scale, n_persona_tokens=p.n_persona_tokens,
-                           center=p.center_history, temperature=p.attention_temperature)
+                           center=p.center_history, temperature=p.attention_temperature,
+                           center_persona=p.center_persona)
         return plug.to(self.ctx.device)
 
     def query_text(self, example: Example) -> str:
@@ -304,7 +314,7 @@ class PPlug(SoftPromptMethod):
                                  for kept in copies])
         self._table = self.embed_texts(list(index))
         self._queries = [self.query_text(e) for e in examples]
-        if p.center_history and self.module is not None and n_train:
+        if (p.center_history or p.center_persona) and self.module is not None and n_train:
             # Distinct items of the train histories only: held-out questions stay unseen.
             seen = torch.as_tensor(np.unique(np.concatenate(self._rows[:n_train])), device=self._table.device)
             self.module.history_mean.copy_(self._table[seen].mean(dim=0))

@@ -429,6 +429,31 @@ def test_centred_history_subtracts_the_train_items_mean_and_survives_a_reload(tm
     assert again.predict(examples[:4]) == method.predict(examples[:4])
 
 
+def test_a_centred_persona_is_zero_for_the_average_history_and_survives_a_reload(tmp_path):
+    examples = make_examples()
+    params = dataclasses.replace(FAST, center_persona=True, history_text="fields")
+    method = PPlug(context(tmp_path, "tiny-t5"), params)
+    method.fit(examples)
+    module, mean = method.module, method.module.history_mean
+    assert mean.norm() > 0.1  # fitted from the train items, as for center_history
+    table, rows = method.history([e.profile for e in examples])
+    hist, mask = pad_rows(table, rows[:2])
+    persona, _ = module.persona(method._queries[:2], hist, mask)
+    plain, _ = aggregate(module.encode_queries(method._queries[:2]), hist, module.proj(hist), mask, "attention")
+    assert torch.allclose(persona, plain - module.proj(mean), atol=1e-5)
+    average = mean.expand(2, 3, -1)  # a history of nothing but the average item
+    zero, _ = module.persona(method._queries[:2], average, torch.ones(2, 3, dtype=torch.bool))
+    assert torch.allclose(zero, torch.zeros_like(zero), atol=1e-5)
+    again = PPlug(context(tmp_path, "tiny-t5"), params)
+    again.load()
+    assert torch.equal(again.module.history_mean, mean)
+    assert again.predict(examples[:4]) == method.predict(examples[:4])
+    from harness.params import recorded_params
+
+    assert "center_persona" not in recorded_params(PPlugParams())
+    assert recorded_params(params)["center_persona"] is True
+
+
 def test_centring_is_recorded_only_when_on_so_earlier_cells_keep_their_hash():
     from harness.params import recorded_params
 

@@ -51,7 +51,7 @@ def test_registered_as_pplugs_control():
     assert METHODS.get("prompt-tuning") is PromptTuning
     assert PromptTuning.family == "control" and PPlug.control == "prompt-tuning"
     assert PromptTuning.uses_train
-    history_only = {"max_history", "history_text", "center_history", "attention_temperature"}
+    history_only = {"max_history", "history_text", "center_history", "attention_temperature", "center_persona"}
     shared = {f.name for f in dataclasses.fields(PPlugParams)} - history_only
     assert shared == {f.name for f in dataclasses.fields(PromptTuningParams)}
     small_pplug = dict(PPlug.profiles["small"])
