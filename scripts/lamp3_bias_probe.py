@@ -67,7 +67,7 @@ def probe(runs: list[Path]) -> str:
         label = f"{cell.method} ({run.name}, seed {cell.seed})" + "".join(
             f" {k}={v}" for k, v in sorted(cell.params.items())
             if k in ("history_text", "soft_scale", "head_lr", "center_history", "max_train_examples", "epochs",
-                     "n_persona_tokens", "lr"))
+                     "n_persona_tokens", "lr", "center_persona", "backbone_lora_rank", "task_lr"))
         errors: dict[int, list[float]] = defaultdict(list)
         for record in cell.records.values():
             try:

@@ -20,6 +20,8 @@ import dataclasses
 import sys
 from pathlib import Path
 
+import torch
+
 import methods  # noqa: F401 - registers the built-ins
 from harness.api import Example
 from harness.soft_prompt import restore
@@ -50,16 +52,23 @@ def swap_row(run: Path, n_questions: int) -> str:
     dev = list(task.load_split(task, "synthetic", "dev", seed=0).examples)
     questions = dev[:n_questions]
     answers: dict[int, list[str]] = {}
+    tokens: dict[int, torch.Tensor] = {}
     for group, donor in sorted(donors(dev).items()):
         swapped = [dataclasses.replace(e, profile=donor.profile) for e in questions]
         answers[group] = [a for start in range(0, len(swapped), 32) for a in method.predict(swapped[start : start + 32])]
+        with torch.no_grad():
+            tokens[group] = method.soft_tokens(swapped[:1])[0].float()  # [n_tokens, d]: instruction first
+    norms = tokens[0].norm(dim=-1)
+    persona_change = float((tokens[1][-1] - tokens[-1][-1]).norm() / tokens[0][-1].norm())
     means = {g: sum(float(a) for a in rows if a.strip().isdigit()) / len(rows) for g, rows in answers.items()}
     changed = sum(a != b for a, b in zip(answers[-1], answers[1])) / len(questions)
     params = " ".join(f"{k}={v}" for k, v in sorted(method.params.__dict__.items())
-                      if k in ("history_text", "center_history", "backbone_lora_rank", "n_persona_tokens"))
+                      if k in ("history_text", "center_history", "center_persona", "backbone_lora_rank", "n_persona_tokens"))
     return (f"| {run.parent.name} ({run.name}, seed {method.ctx.seed}) {params} | "
             + " | ".join(f"{means[g]:.2f}" for g in GROUPS)
-            + f" | **{means[1] - means[-1]:+.2f}** | {changed:.0%} |")
+            + f" | **{means[1] - means[-1]:+.2f}** | {changed:.0%} | "
+            + " / ".join(f"{float(n):.0f}" for n in norms) + f" ({method.ctx.llm().token_embedding_norm:.1f}) | "
+            + f"{persona_change:.1%} |")
 
 
 def main() -> None:
@@ -72,8 +81,12 @@ def main() -> None:
              "neutral and a generous rater's history in place of the question's own (the run's decoding mode). "
              "Following the bias fully moves the mean rating by about +2 from the harsh to the generous "
              "history; ignoring the history, 0.", "",
-             "| run | mean rating, harsh history | neutral | generous | shift (generous − harsh) | answers changed |",
-             "|---|---|---|---|---|---|"]
+             "The last two columns read the soft tokens themselves: their norms (instruction token first; "
+             "an ordinary token's mean norm in brackets), and how far the persona token moves from the harsh "
+             "to the generous history, as a share of its norm.", "",
+             "| run | mean rating, harsh history | neutral | generous | shift (generous − harsh) | answers changed "
+             "| soft-token norms (ordinary) | persona token moved |",
+             "|---|---|---|---|---|---|---|---|"]
     for run in args.runs:
         lines.append(swap_row(run, args.questions))
         print(lines[-1], flush=True)
