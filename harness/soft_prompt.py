@@ -11,7 +11,9 @@ comparison of personalization and nothing else:
 * :func:`train_soft_tokens`, the training loop (AdamW, linear warmup/decay, effective
   batch via micro-batches, separate head/encoder learning rates, periodic held-out loss,
   optional early stopping) and :class:`TrainRecord`, its curves and budget accounting;
-* :class:`SoftPromptMethod`, the fit/save/load/predict cycle both methods run.
+* :class:`SoftPromptMethod`, the fit/save/load/predict cycle both methods run, with an
+  optional backbone LoRA (``backbone_lora_rank``; not the paper's, whose LLM stays
+  frozen) shared by every user and trained in the same steps as the soft tokens.
 
 Scaling (``soft_scale``)
 ------------------------
@@ -63,8 +65,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from harness.api import LOSS_FILE, Example, Method, RunContext
-from harness.lora import BatchedLoRA, LoRAWeights, default_targets, fresh_lora, load_lora, merged_lora, save_lora, \
-    target_module_names
+from harness.lora import (
+    BatchedLoRA, LoRAWeights, default_targets, fresh_lora, load_lora, merged_lora, save_lora, target_module_names,
+)
 from harness.params import added_option
 from harness.store import atomic_output, atomic_write_json
 
@@ -522,7 +525,8 @@ def plot_loss(record: TrainRecord, path: Path, title: str) -> None:
 
 # -- the method cycle ---------------------------------------------------------------------
 class SoftPromptMethod(Method):
-    """Fit, save, load and predict for a method whose only trained part is soft tokens.
+    """Fit, save, load and predict for a method whose trained part is soft tokens (and,
+    with ``backbone_lora_rank``, one LoRA on the LLM shared by every user).
 
     Subclasses provide :meth:`build` (the module), :meth:`prepare` (per-example state for
     training: history tables, queries), :meth:`augment` (extra units per train example),
